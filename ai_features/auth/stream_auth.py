@@ -1,0 +1,69 @@
+"""Who is calling the stream service: a bearer stream token, or Django's session cookie.
+
+Both paths end in Django's own code: the session store, `aget_user` (which rejects a
+session after logout or a password change) and, for cookie-authenticated writes,
+CsrfViewMiddleware. The ASGI scope is turned into a Django ASGIRequest for that, so
+headers, cookies, Origin and Referer are read exactly as Django reads them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import MutableMapping
+from typing import Any
+
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+
+from ..chat.errors import CsrfFailed, Unauthenticated
+from .tokens import aget_user_for_session, averify_stream_token
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _bearer_token(request: ASGIRequest, allow_query_token: bool) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if allow_query_token:
+        # EventSource cannot set headers, so resume accepts ?token= as well.
+        return request.GET.get("token") or None
+    return None
+
+
+def _csrf_rejects(request: ASGIRequest) -> bool:
+    middleware = CsrfViewMiddleware(lambda _request: HttpResponse())
+    middleware.process_request(request)
+    return middleware.process_view(request, _csrf_protected_view, (), {}) is not None
+
+
+def _csrf_protected_view(request: ASGIRequest) -> None:  # pragma: no cover - never called
+    """A stand-in view: CsrfViewMiddleware only looks for a csrf_exempt mark on it."""
+
+
+async def authenticate(scope: MutableMapping[str, Any], *, allow_query_token: bool = False):
+    """Return the user, or raise Unauthenticated / CsrfFailed.
+
+    A bearer token is checked first: it is not sent automatically by the browser, so a
+    request that carries one needs no CSRF check.
+    """
+    request = ASGIRequest(scope, io.BytesIO())
+    token = _bearer_token(request, allow_query_token)
+    if token is not None:
+        user = await averify_stream_token(token)
+        if user is None:
+            raise Unauthenticated()
+        return user
+
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if not session_key:
+        raise Unauthenticated()
+    user = await aget_user_for_session(session_key)
+    if not user.is_authenticated or not user.is_active:
+        raise Unauthenticated()
+    if request.method not in SAFE_METHODS and _csrf_rejects(request):
+        raise CsrfFailed()
+    return user

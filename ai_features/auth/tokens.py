@@ -1,0 +1,65 @@
+"""Short-lived stream tokens: how a page on c3-app authenticates to c3-app-stream when the
+two are different sites (two *.onrender.com hosts never share a cookie).
+
+A token names the Django session it was minted from. It is encrypted and authenticated
+(Fernet, key derived from the shared SECRET_KEY) so the page's JavaScript never sees the
+session key itself. Verifying it loads that session through Django's own session store and
+`aget_user`, so a logout (session flushed) or a password change (session hash no longer
+matches) ends the token's power at once, without any bookkeeping of ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.contrib.auth import aget_user
+from django.utils.crypto import salted_hmac
+
+_SALT = "ai_features.auth.tokens.stream-token"
+
+
+def _fernet() -> MultiFernet:
+    # SECRET_KEY_FALLBACKS keep tokens valid across a key rotation, as Django's signing does.
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    keys = [
+        Fernet(base64.urlsafe_b64encode(salted_hmac(_SALT, "key", secret=s, algorithm="sha256").digest()))
+        for s in secrets
+    ]
+    return MultiFernet(keys)
+
+
+def mint_stream_token(session_key: str, user_id: Any) -> str:
+    payload = json.dumps({"s": session_key, "u": str(user_id)}).encode()
+    return _fernet().encrypt(payload).decode("ascii")
+
+
+def session_store(session_key: str | None):
+    engine = import_module(settings.SESSION_ENGINE)
+    return engine.SessionStore(session_key)
+
+
+async def aget_user_for_session(session_key: str | None):
+    """The user a session belongs to, checked exactly as Django's auth middleware does."""
+    request = SimpleNamespace(session=session_store(session_key))
+    return await aget_user(request)
+
+
+async def averify_stream_token(token: str):
+    """Return the authenticated user the token stands for, or None."""
+    try:
+        payload = json.loads(
+            _fernet().decrypt(token.encode("ascii"), ttl=settings.STREAM_TOKEN_MAX_AGE_SECONDS)
+        )
+        session_key, user_id = payload["s"], payload["u"]
+    except (InvalidToken, UnicodeEncodeError, ValueError, KeyError, TypeError):
+        return None
+    user = await aget_user_for_session(session_key)
+    if not user.is_authenticated or str(user.pk) != user_id or not user.is_active:
+        return None
+    return user

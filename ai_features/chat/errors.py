@@ -1,0 +1,55 @@
+"""Failures found before a stream starts, each with its HTTP status and a stable code.
+
+Messages are written for the person chatting: they never carry exception text, SQL, keys or
+URLs. The page maps `code` to its own translated text; `message` is the Japanese default.
+"""
+
+from __future__ import annotations
+
+
+class ChatError(Exception):
+    status: int = 400
+    code: str = "invalid_request"
+    default_message: str = "リクエストが正しくありません。"
+
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
+        self.message = message or self.default_message
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    def event_data(self) -> dict:
+        return {"type": "error", "content": self.message, "code": self.code}
+
+
+class InvalidRequest(ChatError):
+    status, code = 400, "invalid_request"
+
+
+class Unauthenticated(ChatError):
+    status, code = 401, "unauthenticated"
+    default_message = "ログインが必要です。ページを再読み込みしてください。"
+
+
+class CsrfFailed(ChatError):
+    status, code = 403, "csrf_failed"
+    default_message = "CSRF の確認に失敗しました。ページを再読み込みしてください。"
+
+
+class NotFound(ChatError):
+    status, code = 404, "not_found"
+    default_message = "見つかりません。"
+
+
+class PayloadTooLarge(ChatError):
+    status, code = 413, "payload_too_large"
+    default_message = "リクエストが大きすぎます。"
+
+
+class RateLimited(ChatError):
+    status, code = 429, "rate_limited"
+    default_message = "リクエストが多すぎます。しばらく待ってから再試行してください。"
+
+
+class ServerRestarting(ChatError):
+    status, code = 503, "server_restarting"
+    default_message = "サーバーが再起動中です。少し待ってから再試行してください。"

@@ -1,0 +1,66 @@
+"""The events of the streaming contract (see DESIGN.md), as plain dicts with an id.
+
+A `start` event always means "this message's text starts here, from empty": clients reset
+the answer on it, which keeps replays from the database and from the live log consistent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+START_TEXT = "チャットを開始します..."
+FINAL_TYPES = frozenset({"done", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEvent:
+    id: int
+    data: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return self.data["type"]
+
+    @property
+    def is_final(self) -> bool:
+        return self.data["type"] in FINAL_TYPES
+
+
+class Ping:
+    """A keep-alive: sent as an SSE comment while no event is due."""
+
+
+PING = Ping()
+
+
+def start_data(conversation_id: str, message_id: str) -> dict[str, Any]:
+    return {
+        "type": "start",
+        "content": START_TEXT,
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+    }
+
+
+def content_data(text: str) -> dict[str, Any]:
+    return {"type": "content", "content": text}
+
+
+def done_data(
+    message_id: str, finish_reason: str, usage: dict[str, int] | None
+) -> dict[str, Any]:
+    return {
+        "type": "done",
+        "content": "",
+        "message_id": message_id,
+        "finish_reason": finish_reason,
+        "usage": usage,
+    }
+
+
+def error_data(code: str, message: str, message_id: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": "error", "content": message, "code": code}
+    if message_id is not None:
+        data["message_id"] = message_id
+    return data

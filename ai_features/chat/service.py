@@ -1,0 +1,295 @@
+"""The streaming core: one ChatService per process, called by both servers.
+
+`start` validates limits, stores the user's message and an empty assistant message, and
+launches the generation as its own task. Responses only *read* the message's event log
+(`follow`, `resume`), so a client that goes away never cancels the answer, and `stop` and a
+shutdown end it cleanly with the text that had arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from ..models import Message
+from ..providers import ChatProvider, ProviderError, get_provider
+from . import persistence
+from .errors import RateLimited, ServerRestarting
+from .eventlog import EventLog, MemoryEventLog
+from .events import (
+    PING,
+    ChatEvent,
+    Ping,
+    content_data,
+    done_data,
+    error_data,
+    start_data,
+)
+from .limits import RateLimit
+from .persistence import MessageSnapshot, PreparedChat
+from .requests import ChatRequest
+
+logger = logging.getLogger(__name__)
+
+RESTARTING_MESSAGE = "サーバーが再起動しました。再開すると続きを読み込みます。"
+INTERNAL_ERROR_MESSAGE = "内部エラーが発生しました。もう一度お試しください。"
+INTERRUPTED_MESSAGE = "この回答はサーバーの再起動で中断されました。"
+# Even with no new text, a live generation touches its message this often, so that it is
+# never mistaken for one whose process died (see persistence.expire_stale_streaming).
+TOUCH_SECONDS = 60.0
+
+
+@dataclass
+class Generation:
+    message_id: str
+    user_id: int
+    task: asyncio.Task | None = None
+    cancel_reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        if self.cancel_reason is None and self.task is not None and not self.task.done():
+            self.cancel_reason = reason
+            self.task.cancel()
+
+
+@dataclass
+class ChatService:
+    log: EventLog = field(default_factory=lambda: MemoryEventLog(
+        retention=settings.STREAM_EVENT_LOG_RETENTION_SECONDS
+    ))
+    provider_factory: Callable[[], ChatProvider] = get_provider
+    rate_limit: RateLimit = field(
+        default_factory=lambda: RateLimit(settings.CHAT_RATE_LIMIT_PER_MINUTE)
+    )
+    max_concurrent: int = field(default_factory=lambda: settings.CHAT_MAX_CONCURRENT_STREAMS)
+    heartbeat: float = field(default_factory=lambda: settings.STREAM_HEARTBEAT_SECONDS)
+    save_interval: float = field(default_factory=lambda: settings.CHAT_SAVE_INTERVAL_SECONDS)
+    shutdown_grace: float = field(default_factory=lambda: settings.STREAM_SHUTDOWN_GRACE_SECONDS)
+    generations: dict[str, Generation] = field(default_factory=dict)
+    accepting: bool = True
+    _reserved: Counter = field(default_factory=Counter)
+    _drain_task: asyncio.Task | None = None
+
+    # --- starting ------------------------------------------------------------------------
+
+    async def start(self, user_id: int, request: ChatRequest) -> PreparedChat:
+        """Store the question, open the answer's event log and launch the generation.
+
+        Raises a ChatError (with its HTTP status) for anything refused before streaming.
+        """
+        if not self.accepting:
+            raise ServerRestarting()
+        running = sum(1 for g in self.generations.values() if g.user_id == user_id)
+        if self.max_concurrent > 0 and running + self._reserved[user_id] >= self.max_concurrent:
+            raise RateLimited("同時に生成できる回答の数を超えています。", retry_after=5)
+        # Reserve the slot before the first await, so parallel requests cannot all pass.
+        self._reserved[user_id] += 1
+        try:
+            await self.rate_limit.hit(user_id)
+            provider = self.provider_factory()
+            prepared = await persistence.prepare_chat(
+                user_id,
+                request.conversation_id,
+                request.message,
+                request.include_history,
+                provider.model,
+            )
+            message_id = prepared.assistant_message_id
+            await self.log.open(message_id)
+            await self.log.append(message_id, start_data(prepared.conversation_id, message_id))
+            generation = Generation(message_id=message_id, user_id=user_id)
+            self.generations[message_id] = generation
+            generation.task = asyncio.create_task(
+                self._generate(generation, provider, prepared), name=f"generate-{message_id}"
+            )
+        finally:
+            self._reserved[user_id] -= 1
+        logger.info("chat started message=%s", message_id)
+        return prepared
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def follow(self, message_id: str, after_id: int = 0) -> AsyncIterator[ChatEvent | Ping]:
+        """Events after `after_id` until the final one, with a ping whenever the log is
+        quiet for `heartbeat` seconds (also while waiting for a slow first token)."""
+        while True:
+            events = await self.log.wait(message_id, after_id, self.heartbeat)
+            if not events:
+                yield PING
+                continue
+            for event in events:
+                yield event
+                after_id = event.id
+                if event.is_final:
+                    return
+
+    async def resume(
+        self, user_id: int, message_id: str, after_id: int = 0
+    ) -> AsyncIterator[ChatEvent | Ping]:
+        """Owner only (NotFound otherwise). From the live log while it has the message,
+        else from the database."""
+        snapshot = await persistence.get_owned_assistant_message(user_id, message_id)
+        if await self.log.has(snapshot.id):
+            return self.follow(snapshot.id, after_id)
+        return self._replay_stored(snapshot, after_id)
+
+    async def _replay_stored(
+        self, snapshot: MessageSnapshot, after_id: int
+    ) -> AsyncIterator[ChatEvent | Ping]:
+        """The stored text as one event after a `start` (which tells the client to reset);
+        if another process is still writing it, follow the stored text until it ends."""
+        next_id = max(after_id, 0) + 1
+
+        def event(data: dict) -> ChatEvent:
+            nonlocal next_id
+            next_id += 1
+            return ChatEvent(id=next_id - 1, data=data)
+
+        yield event(start_data(snapshot.conversation_id, snapshot.id))
+        sent = 0
+        quiet = 0.0
+        while True:
+            if len(snapshot.content) > sent:
+                yield event(content_data(snapshot.content[sent:]))
+                sent = len(snapshot.content)
+                quiet = 0.0
+            if snapshot.status != Message.Status.STREAMING:
+                yield event(final_data_for(snapshot))
+                return
+            poll = min(self.save_interval, self.heartbeat)
+            await asyncio.sleep(poll)
+            quiet += poll
+            if quiet >= self.heartbeat:
+                yield PING
+                quiet = 0.0
+            snapshot = await persistence.get_message_snapshot(snapshot.id)
+
+    # --- stopping ------------------------------------------------------------------------
+
+    async def stop(self, user_id: int, message_id: str) -> MessageSnapshot:
+        """Owner only. Cancels the generation if this process runs it; idempotent."""
+        snapshot = await persistence.get_owned_assistant_message(user_id, message_id)
+        generation = self.generations.get(snapshot.id)
+        if generation is not None and generation.task is not None:
+            generation.cancel("stopped")
+            await asyncio.wait({generation.task}, timeout=5)
+            snapshot = await persistence.get_message_snapshot(snapshot.id)
+        return snapshot
+
+    # --- the generation ------------------------------------------------------------------
+
+    async def _generate(
+        self, generation: Generation, provider: ChatProvider, prepared: PreparedChat
+    ) -> None:
+        message_id = generation.message_id
+        loop = asyncio.get_running_loop()
+        parts: list[str] = []
+        saved_chars = 0
+        last_save = loop.time()
+        finish_reason = "stop"
+        usage: dict[str, int] | None = None
+        try:
+            async for delta in provider.astream(prepared.context):
+                if delta.text:
+                    parts.append(delta.text)
+                    await self.log.append(message_id, content_data(delta.text))
+                if delta.finish_reason:
+                    finish_reason = delta.finish_reason
+                if delta.usage is not None:
+                    usage = delta.usage.as_dict()
+                # Partial text is saved seconds apart, never per token.
+                now = loop.time()
+                text_len = sum(map(len, parts))
+                since = now - last_save
+                if (since >= self.save_interval and text_len != saved_chars) or (
+                    since >= TOUCH_SECONDS
+                ):
+                    await persistence.save_partial(message_id, "".join(parts))
+                    saved_chars, last_save = text_len, now
+            outcome = (Message.Status.COMPLETE, finish_reason, "", usage)
+            final = done_data(message_id, finish_reason, usage)
+        except ProviderError as exc:
+            outcome = (Message.Status.ERROR, "error", exc.code, None)
+            final = error_data(exc.code, exc.message, message_id)
+        except asyncio.CancelledError:
+            if generation.cancel_reason == "stopped":
+                outcome = (Message.Status.STOPPED, "stopped", "", None)
+                final = done_data(message_id, "stopped", None)
+            else:
+                outcome = (Message.Status.INTERRUPTED, "interrupted", "server_restarting", None)
+                final = error_data("server_restarting", RESTARTING_MESSAGE, message_id)
+        except Exception:
+            logger.exception("generation failed message=%s", message_id)
+            outcome = (Message.Status.ERROR, "error", "internal_error", None)
+            final = error_data("internal_error", INTERNAL_ERROR_MESSAGE, message_id)
+        # The final write and event must land even if another cancel arrives meanwhile.
+        finalize = asyncio.ensure_future(
+            self._finalize(message_id, "".join(parts), outcome, final)
+        )
+        try:
+            await asyncio.shield(finalize)
+        except asyncio.CancelledError:
+            await finalize
+
+    async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> None:
+        status, finish_reason, error_code, usage = outcome
+        try:
+            await persistence.finish_message(
+                message_id,
+                content=text,
+                status=status,
+                finish_reason=finish_reason,
+                error_code=error_code,
+                usage=usage,
+            )
+        except Exception:
+            # The client still gets its final event; the stale sweep repairs the row.
+            logger.exception("could not store the final state of message=%s", message_id)
+        finally:
+            await self.log.append(message_id, final)
+            self.generations.pop(message_id, None)
+            logger.info("chat finished message=%s status=%s", message_id, status)
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Refuse new streams; let running ones finish within the grace period."""
+        if self._drain_task is None:
+            self.accepting = False
+            logger.info(
+                "shutting down: %d generation(s) running, grace %.0fs",
+                len(self.generations),
+                self.shutdown_grace,
+            )
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        tasks = {g.task for g in self.generations.values() if g.task is not None}
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.shutdown_grace)
+        remaining = list(self.generations.values())
+        for generation in remaining:
+            generation.cancel("interrupted")
+        tasks = {g.task for g in remaining if g.task is not None}
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    async def shutdown(self) -> None:
+        self.begin_shutdown()
+        assert self._drain_task is not None
+        await self._drain_task
+
+
+def final_data_for(snapshot: MessageSnapshot) -> dict:
+    """The closing event for a message that is no longer streaming."""
+    if snapshot.status in (Message.Status.COMPLETE, Message.Status.STOPPED):
+        return done_data(snapshot.id, snapshot.finish_reason or "stop", snapshot.usage)
+    if snapshot.status == Message.Status.INTERRUPTED:
+        return error_data("interrupted", INTERRUPTED_MESSAGE, snapshot.id)
+    code = snapshot.error_code or "upstream_error"
+    return error_data(code, ProviderError.MESSAGES.get(code, INTERNAL_ERROR_MESSAGE), snapshot.id)

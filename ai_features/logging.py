@@ -1,0 +1,26 @@
+"""Request ids for log lines, shared by both services.
+
+The id is kept in a ContextVar so that it follows a request into sync_to_async threads and
+into the generation task it starts (asyncio copies the context into new tasks).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextvars import ContextVar
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+def new_request_id(incoming: str | None = None) -> str:
+    """Take the proxy's id (Render sends X-Request-ID) when it looks sane, else make one."""
+    if incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum():
+        return incoming
+    return uuid.uuid4().hex
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True

@@ -1,0 +1,81 @@
+"""c3-app-stream: the FastAPI service that streams answers as Server-Sent Events.
+
+The routes only parse, authorise, call the streaming core and wrap its events; the core
+(ai_features.chat.service) is the same one Django's fallback endpoint runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from django.conf import settings
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from ..chat import persistence
+from ..chat.service import ChatService
+from .cors import allowed_origins
+from .middleware import HostAndRequestIdMiddleware
+from .routes import router
+
+logger = logging.getLogger("ai_features.stream")
+
+
+def _chain_sigterm(service: ChatService) -> None:
+    """Start draining the moment SIGTERM arrives (Render sends it on every deploy).
+
+    uvicorn only runs the lifespan shutdown after every open response has ended, which for
+    long streams would be too late; so the handler uvicorn installed is wrapped, not
+    replaced: it still stops the server from accepting connections.
+    """
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame) -> None:
+        loop.call_soon_threadsafe(service.begin_shutdown)
+        if callable(previous):
+            previous(signum, frame)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (e.g. some test runners): rely on lifespan
+        logger.debug("SIGTERM hook not installed outside the main thread")
+
+
+def create_app(service: ChatService | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.chat = service or ChatService()
+        repaired = await persistence.expire_stale_streaming()
+        if repaired:
+            logger.info("marked %d stale streaming message(s) interrupted", repaired)
+        _chain_sigterm(app.state.chat)
+        yield
+        await app.state.chat.shutdown()
+
+    app = FastAPI(
+        title="c3-app-stream",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.include_router(router)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=allowed_origins(),
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-CSRFToken", "Last-Event-ID"],
+        expose_headers=["Retry-After", "X-Request-ID"],
+        max_age=600,
+    )
+    # Outermost: every log line of a request, CORS preflights included, carries its id.
+    app.add_middleware(HostAndRequestIdMiddleware)
+    if settings.DEBUG:
+        logger.info("CORS origins: %s", ", ".join(allowed_origins()) or "(none)")
+    return app

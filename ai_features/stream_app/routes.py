@@ -1,0 +1,119 @@
+"""The stream service's HTTP routes: parse, authorise, call the core, wrap as SSE."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from django.conf import settings
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette.sse import EventSourceResponse
+
+from ..auth.stream_auth import authenticate
+from ..chat import sse
+from ..chat.db import db_task
+from ..chat.errors import ChatError, PayloadTooLarge
+from ..chat.events import ChatEvent, Ping
+from ..chat.requests import parse_chat_request
+from ..chat.service import ChatService
+from ..chat.stream_params import last_event_id_from
+
+router = APIRouter()
+
+
+def error_response(error: ChatError) -> Response:
+    headers = dict(sse.SSE_HEADERS)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return Response(
+        sse.encode_error_body(error.event_data()),
+        status_code=error.status,
+        media_type=sse.SSE_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> EventSourceResponse:
+    async def encoded() -> AsyncIterator[bytes]:
+        first = True
+        async for item in events:
+            yield sse.encode(item, first=first)
+            first = False
+
+    return EventSourceResponse(
+        encoded(),
+        headers=sse.SSE_HEADERS,
+        ping=0,  # the core sends its own pings, only while no event is due
+        # A reader that stops reading is dropped after this long; the generation goes on.
+        send_timeout=settings.STREAM_SEND_TIMEOUT_SECONDS,
+        # On SIGTERM the core ends every stream itself (see ChatService._drain); this only
+        # bounds how long sse-starlette waits for that before cancelling.
+        shutdown_grace_period=settings.STREAM_SHUTDOWN_GRACE_SECONDS + 5,
+    )
+
+
+async def read_body_limited(request: Request, limit: int) -> bytes:
+    """Refuse a body over `limit` bytes before reading it whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge()
+    return bytes(body)
+
+
+@db_task
+def _refresh_connections() -> None:
+    """Let db_task drop stale connections before the request's first query."""
+
+
+def chat_service(request: Request) -> ChatService:
+    return request.app.state.chat
+
+
+@router.post("/api/ai/chat/stream/")
+async def stream_chat(request: Request) -> Response:
+    try:
+        body = await read_body_limited(request, settings.CHAT_MAX_BODY_BYTES)
+        chat_request = parse_chat_request(body)
+        await _refresh_connections()
+        user = await authenticate(request.scope)
+        service = chat_service(request)
+        prepared = await service.start(user.pk, chat_request)
+    except ChatError as error:
+        return error_response(error)
+    return sse_response(service.follow(prepared.assistant_message_id))
+
+
+@router.get("/api/ai/chat/stream/{message_id}/")
+async def resume_chat(request: Request, message_id: str) -> Response:
+    try:
+        after_id = last_event_id_from(
+            request.headers.get("last-event-id"), request.query_params.get("last_event_id")
+        )
+        await _refresh_connections()
+        user = await authenticate(request.scope, allow_query_token=True)
+        events = await chat_service(request).resume(user.pk, message_id, after_id)
+    except ChatError as error:
+        return error_response(error)
+    return sse_response(events)
+
+
+@router.post("/api/ai/chat/stream/{message_id}/stop/")
+async def stop_chat(request: Request, message_id: str) -> Response:
+    try:
+        await _refresh_connections()
+        user = await authenticate(request.scope)
+        snapshot = await chat_service(request).stop(user.pk, message_id)
+    except ChatError as error:
+        return JSONResponse(error.event_data(), status_code=error.status)
+    return JSONResponse({"message_id": snapshot.id, "status": snapshot.status})
+
+
+@router.get("/")
+@router.get("/health/")
+async def health() -> dict[str, str]:
+    return {"status": "ok", "service": "streaming"}

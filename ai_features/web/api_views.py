@@ -1,0 +1,127 @@
+"""c3-app's JSON API: stream tokens, history and conversations (session auth + CSRF)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from .. import conversations
+from ..auth.tokens import mint_stream_token
+from ..chat.errors import ChatError, InvalidRequest, Unauthenticated
+
+MAX_JSON_BODY = 64 * 1024
+
+
+def json_error(error: ChatError) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": error.code, "message": error.message}}, status=error.status
+    )
+
+
+def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """JSON API conventions: 401 (not a login redirect), ChatErrors as JSON, no caching."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return json_error(Unauthenticated())
+        try:
+            return view(request, *args, **kwargs)
+        except ChatError as error:
+            return json_error(error)
+
+    return never_cache(wrapper)
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    if len(request.body) > MAX_JSON_BODY:
+        raise InvalidRequest("リクエストが大きすぎます。")
+    if not request.body:
+        return {}
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        raise InvalidRequest("JSON の形式が正しくありません。") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("JSON オブジェクトを送ってください。")
+    return data
+
+
+def token_payload(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "token": mint_stream_token(request.session.session_key, request.user.pk),
+        "expires_in": settings.STREAM_TOKEN_MAX_AGE_SECONDS,
+        "stream_url": settings.STREAM_API_URL,
+    }
+
+
+@require_GET
+@api_view
+def stream_token(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(token_payload(request))
+
+
+def _limit(request: HttpRequest) -> int:
+    raw = request.GET.get("limit", "")
+    if not raw:
+        return conversations.DEFAULT_HISTORY_LIMIT
+    if not raw.isdigit():
+        raise InvalidRequest("limit は正の整数です。")
+    return int(raw)
+
+
+@require_http_methods(["GET", "DELETE"])
+@api_view
+def chat_history(request: HttpRequest) -> HttpResponse:
+    conversation_id = request.GET.get("conversation_id") or None
+    if request.method == "DELETE":
+        deleted = conversations.clear_history(request.user, conversation_id)
+        return JsonResponse({"deleted": deleted})
+    conversation, messages = conversations.history(request.user, conversation_id, _limit(request))
+    return JsonResponse(
+        {
+            "conversation_id": str(conversation.pk) if conversation else None,
+            "history": [conversations.message_json(m) for m in messages],
+        }
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@api_view
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        title = conversations.clean_title(json_body(request).get("title", ""))
+        conversation = conversations.create_conversation(request.user, title)
+        return JsonResponse(conversations.conversation_json(conversation), status=201)
+    return JsonResponse(
+        {
+            "conversations": [
+                conversations.conversation_json(c)
+                for c in conversations.list_conversations(request.user)
+            ]
+        }
+    )
+
+
+@require_http_methods(["GET", "PATCH", "DELETE"])
+@api_view
+def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    if request.method == "DELETE":
+        conversations.delete_conversation(request.user, conversation_id)
+        return HttpResponse(status=204)
+    if request.method == "PATCH":
+        body = json_body(request)
+        if "title" not in body:
+            raise InvalidRequest("title は必須です。")
+        title = conversations.clean_title(body["title"])
+        conversation = conversations.rename_conversation(request.user, conversation_id, title)
+    else:
+        conversation = conversations.get_conversation(request.user, conversation_id)
+    return JsonResponse(conversations.conversation_json(conversation))

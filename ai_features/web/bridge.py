@@ -1,0 +1,82 @@
+"""The sync bridge that lets c3-app's WSGI fallback run the async streaming core.
+
+Each gunicorn worker process gets one background thread with its own event loop, where the
+core (ChatService) lives. A request thread submits coroutines to it and pulls events one
+at a time, so the response really streams (Django would buffer an async iterator whole
+under WSGI), and a generation keeps running on that loop when its client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from concurrent.futures import Future
+from typing import TypeVar
+
+from ..chat.service import ChatService
+from ..logging import request_id_var
+
+T = TypeVar("T")
+
+
+class CoreLoop:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid: int | None = None
+        self._service: ChatService | None = None
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # A forked worker must not reuse its parent's (dead) thread.
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="c3-core-loop", daemon=True
+                )
+                thread.start()
+                self._loop, self._pid = loop, os.getpid()
+                self._service = ChatService()
+            return self._loop
+
+    @property
+    def service(self) -> ChatService:
+        self._ensure_loop()
+        assert self._service is not None
+        return self._service
+
+    def submit(self, awaitable: Awaitable[T]) -> Future[T]:
+        coroutine = _with_request_id(awaitable, request_id_var.get())
+        return asyncio.run_coroutine_threadsafe(coroutine, self._ensure_loop())
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        return self.submit(awaitable).result()
+
+    def iterate(self, events: AsyncIterator[T]) -> Iterator[T]:
+        """Pull an async iterator from the request thread, one item per round trip.
+
+        When the WSGI server closes this generator (client gone), only the reader is
+        closed; the generation it was reading keeps going.
+        """
+        try:
+            while True:
+                try:
+                    yield self.run(events.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                self.submit(aclose())
+
+
+async def _with_request_id(awaitable: Awaitable[T], request_id: str) -> T:
+    # Tasks on the core loop get that thread's context, not the request's: carry the id
+    # over so the generation's log lines name the request that started it.
+    request_id_var.set(request_id)
+    return await awaitable
+
+
+core_loop = CoreLoop()

@@ -1,0 +1,96 @@
+"""c3-app's fallback copy of the streaming API, for deployments without STREAM_API_URL.
+
+Same contract and same core as the stream service; authentication is Django's session and
+CSRF middleware. Events reach the WSGI response through the core loop's sync bridge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET, require_POST
+
+from ..chat import sse
+from ..chat.errors import ChatError, PayloadTooLarge, Unauthenticated
+from ..chat.events import ChatEvent, Ping
+from ..chat.requests import parse_chat_request
+from ..chat.stream_params import last_event_id_from
+from .bridge import core_loop
+
+
+def error_response(error: ChatError) -> HttpResponse:
+    response = HttpResponse(
+        sse.encode_error_body(error.event_data()),
+        status=error.status,
+        content_type=sse.SSE_CONTENT_TYPE,
+        headers=sse.SSE_HEADERS,
+    )
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> StreamingHttpResponse:
+    def encoded():
+        first = True
+        for item in core_loop.iterate(events):
+            yield sse.encode(item, first=first)
+            first = False
+
+    return StreamingHttpResponse(
+        encoded(), content_type=sse.SSE_CONTENT_TYPE, headers=sse.SSE_HEADERS
+    )
+
+
+def read_body_limited(request: HttpRequest, limit: int) -> bytes:
+    """Refuse a body over `limit` bytes before reading it whole."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge()
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge()
+    return body
+
+
+def _require_user(request: HttpRequest) -> None:
+    if not request.user.is_authenticated:
+        raise Unauthenticated()
+
+
+@require_POST
+def stream_chat(request: HttpRequest) -> HttpResponse:
+    try:
+        body = read_body_limited(request, settings.CHAT_MAX_BODY_BYTES)
+        _require_user(request)
+        chat_request = parse_chat_request(body)
+        service = core_loop.service
+        prepared = core_loop.run(service.start(request.user.pk, chat_request))
+    except ChatError as error:
+        return error_response(error)
+    return sse_response(service.follow(prepared.assistant_message_id))
+
+
+@require_GET
+def resume_chat(request: HttpRequest, message_id: str) -> HttpResponse:
+    try:
+        after_id = last_event_id_from(
+            request.META.get("HTTP_LAST_EVENT_ID"), request.GET.get("last_event_id")
+        )
+        _require_user(request)
+        events = core_loop.run(core_loop.service.resume(request.user.pk, message_id, after_id))
+    except ChatError as error:
+        return error_response(error)
+    return sse_response(events)
+
+
+@require_POST
+def stop_chat(request: HttpRequest, message_id: str) -> HttpResponse:
+    try:
+        _require_user(request)
+        snapshot = core_loop.run(core_loop.service.stop(request.user.pk, message_id))
+    except ChatError as error:
+        return JsonResponse(error.event_data(), status=error.status)
+    return JsonResponse({"message_id": snapshot.id, "status": snapshot.status})

@@ -1,0 +1,28 @@
+"""c3-app-stream entry point: `app` is the FastAPI application.
+
+    uvicorn asgi_stream:app --port 8001      (what start_stream.sh runs)
+    python asgi_stream.py                    (serves on $PORT, default 8001)
+"""
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "c3_app.settings")
+django.setup()
+
+from ai_features.stream_app.app import create_app  # noqa: E402  (needs django.setup())
+
+app = create_app()
+
+if __name__ == "__main__":
+    import uvicorn
+    from django.conf import settings
+
+    uvicorn.run(
+        "asgi_stream:app",
+        host=os.environ.get("HOST", "0.0.0.0"),
+        port=int(os.environ.get("PORT", "8001")),
+        timeout_keep_alive=300,
+        timeout_graceful_shutdown=int(settings.STREAM_SHUTDOWN_GRACE_SECONDS) + 5,
+    )

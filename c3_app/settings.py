@@ -1,0 +1,229 @@
+"""Settings for both services (c3-app and c3-app-stream), read from the environment and `.env`.
+
+One settings module serves both processes so that they agree on SECRET_KEY, the database,
+the session store and every limit. Variables are documented in `.env.example` and the README.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A real environment variable always wins over `.env` (django-environ does not overwrite).
+environ.Env.read_env(os.environ.get("C3_ENV_FILE", BASE_DIR / ".env"))
+
+DEBUG: bool = env.bool("DEBUG", default=False)
+
+_DEV_SECRET_KEY = "django-insecure-dev-only-c3-app-key-do-not-use-in-production"
+SECRET_KEY: str = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY (the same value on c3-app and "
+            "c3-app-stream), or set DEBUG=true for local development."
+        )
+    SECRET_KEY = _DEV_SECRET_KEY
+
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "ai_features",
+]
+
+MIDDLEWARE = [
+    "ai_features.web.request_id.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "c3_app.urls"
+WSGI_APPLICATION = "c3_app.wsgi.application"
+ASGI_APPLICATION = "c3_app.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+# --- Database ---------------------------------------------------------------------------
+# SUPABASE_DB_* (the original document's variables) win over DATABASE_URL; SQLite otherwise.
+def _database_from_env() -> dict:
+    supabase_host = env.str("SUPABASE_DB_HOST", default="")
+    if supabase_host:
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": env.str("SUPABASE_DB_NAME", default="postgres"),
+            "USER": env.str("SUPABASE_DB_USER", default="postgres"),
+            "PASSWORD": env.str("SUPABASE_DB_PASSWORD", default=""),
+            "HOST": supabase_host,
+            "PORT": env.int("SUPABASE_DB_PORT", default=5432),
+            # Supabase only accepts TLS connections.
+            "OPTIONS": {"sslmode": env.str("DB_SSLMODE", default="require")},
+        }
+    if env.str("DATABASE_URL", default=""):
+        return env.db_url("DATABASE_URL")
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3")),
+        # Two processes (gunicorn and uvicorn) write the same file: wait for locks instead
+        # of failing, take the write lock up front, and let readers run beside a writer.
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+_default_db = _database_from_env()
+if _default_db["ENGINE"].endswith("postgresql"):
+    # WSGI workers keep their connection between requests (checked before reuse). The
+    # stream service runs every query in Django's sync_to_async thread and closes stale
+    # connections around each unit of work (see ai_features/chat/db.py), so the same value
+    # is safe there.
+    _default_db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _default_db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "ai_features:chat"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Language: Japanese first, English when the browser prefers it ------------------------
+LANGUAGE_CODE = "ja"
+LANGUAGES = [("ja", "日本語"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "ai_features" / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="Asia/Tokyo")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# --- Security -----------------------------------------------------------------------------
+# Render (and most PaaS) terminate TLS at a proxy that sets X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# The health check is called by the platform over plain HTTP inside its network.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Set to a shared parent domain (".example.com") when both services live under it, so the
+# stream service receives the session cookie; leave unset on two *.onrender.com hosts.
+SESSION_COOKIE_DOMAIN: str | None = env.str("SESSION_COOKIE_DOMAIN", default="") or None
+CSRF_COOKIE_DOMAIN: str | None = env.str("CSRF_COOKIE_DOMAIN", default="") or SESSION_COOKIE_DOMAIN
+
+# --- Chat and streaming -------------------------------------------------------------------
+STREAM_API_URL: str = env.str("STREAM_API_URL", default="").rstrip("/")
+STREAM_CORS_ORIGINS: list[str] = env.list("STREAM_CORS_ORIGINS", default=[])
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
+OPENAI_MODEL: str = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+OPENAI_TIMEOUT: float = env.float("OPENAI_TIMEOUT", default=60.0)
+OPENAI_CONNECT_TIMEOUT: float = env.float("OPENAI_CONNECT_TIMEOUT", default=10.0)
+OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=2)
+CHAT_SYSTEM_PROMPT: str = env.str(
+    "CHAT_SYSTEM_PROMPT",
+    default="You are a helpful assistant. Answer in the language the user writes in.",
+)
+MAX_CHAT_HISTORY: int = env.int("MAX_CHAT_HISTORY", default=14)
+CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=8000)
+CHAT_MAX_BODY_BYTES: int = env.int("CHAT_MAX_BODY_BYTES", default=1024 * 1024)
+CHAT_MAX_CONCURRENT_STREAMS: int = env.int("CHAT_MAX_CONCURRENT_STREAMS", default=3)
+CHAT_RATE_LIMIT_PER_MINUTE: int = env.int("CHAT_RATE_LIMIT_PER_MINUTE", default=20)
+CHAT_SAVE_INTERVAL_SECONDS: float = env.float("CHAT_SAVE_INTERVAL_SECONDS", default=2.0)
+STREAM_HEARTBEAT_SECONDS: float = env.float("STREAM_HEARTBEAT_SECONDS", default=15.0)
+STREAM_SEND_TIMEOUT_SECONDS: float = env.float("STREAM_SEND_TIMEOUT_SECONDS", default=30.0)
+STREAM_SHUTDOWN_GRACE_SECONDS: float = env.float("STREAM_SHUTDOWN_GRACE_SECONDS", default=25.0)
+STREAM_TOKEN_MAX_AGE_SECONDS: int = env.int("STREAM_TOKEN_MAX_AGE_SECONDS", default=300)
+STREAM_EVENT_LOG_RETENTION_SECONDS: float = env.float(
+    "STREAM_EVENT_LOG_RETENTION_SECONDS", default=300.0
+)
+STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", default=300.0)
+REDIS_URL: str = env.str("REDIS_URL", default="")
+
+# --- Logging: one line per record on stdout, with the request id --------------------------
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "ai_features.logging.RequestIdFilter"}},
+    "formatters": {
+        "line": {
+            "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s] %(message)s",
+        }
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "line",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # The openai SDK and httpx log request URLs and headers at DEBUG only.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        "django.db.backends": {"level": "INFO"},
+    },
+}
