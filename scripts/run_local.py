@@ -1,0 +1,79 @@
+"""`make run`: a working local setup on a fresh machine, in one command.
+
+Migrates the embedded SQLite database, ensures the demo/demo user (DEBUG only), then runs
+c3-app on http://127.0.0.1:8000 and c3-app-stream on http://127.0.0.1:8001 until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_PORT = int(os.environ.get("APP_PORT", "8000"))
+STREAM_PORT = int(os.environ.get("STREAM_PORT", "8001"))
+
+
+def local_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # `.env` values still win: setdefault only fills what neither sets.
+    defaults = {
+        "DEBUG": "true",
+        "STREAM_API_URL": f"http://127.0.0.1:{STREAM_PORT}",
+        "STREAM_CORS_ORIGINS": f"http://127.0.0.1:{APP_PORT},http://localhost:{APP_PORT}",
+        "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{APP_PORT},http://localhost:{APP_PORT}",
+        "DJANGO_SETTINGS_MODULE": "c3_app.settings",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    return env
+
+
+def main() -> int:
+    env = local_env()
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([python, "manage.py", "ensure_demo_user"], cwd=ROOT, env=env, check=True)
+    processes = [
+        subprocess.Popen(
+            [python, "manage.py", "runserver", f"127.0.0.1:{APP_PORT}", "--noreload"],
+            cwd=ROOT,
+            env=env,
+        ),
+        subprocess.Popen(
+            [python, "-m", "uvicorn", "asgi_stream:app", "--host", "127.0.0.1",
+             "--port", str(STREAM_PORT), "--timeout-keep-alive", "300"],
+            cwd=ROOT,
+            env=env,
+        ),
+    ]
+    print(
+        f"\n  c3-app:        http://127.0.0.1:{APP_PORT}/   (log in as demo / demo)\n"
+        f"  c3-app-stream: http://127.0.0.1:{STREAM_PORT}/health/\n"
+        "  Ctrl-C stops both.\n",
+        flush=True,
+    )
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

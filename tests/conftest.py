@@ -1,0 +1,88 @@
+"""Fixtures shared by every test package (test settings: tests/support/test_env.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import POSTGRES_ADMIN_DSN, postgres_available
+
+# --- Real-server fixtures -------------------------------------------------------------------
+
+
+
+# CI sets C3_REQUIRE_POSTGRES=1 / C3_REQUIRE_CHROMIUM=1: there a missing service fails the
+# run instead of skipping it.
+REQUIRE_POSTGRES = os.environ.get("C3_REQUIRE_POSTGRES") == "1"
+REQUIRE_CHROMIUM = os.environ.get("C3_REQUIRE_CHROMIUM") == "1"
+CHROMIUM = os.environ.get("C3_CHROMIUM", "/usr/bin/chromium")
+_skipped_notes: list[str] = []
+
+
+def _postgres_ok() -> bool:
+    if not hasattr(_postgres_ok, "cached"):
+        _postgres_ok.cached = postgres_available()
+    return _postgres_ok.cached
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], {"postgres": [], "e2e": []}
+    need_pg = any("postgres" in item.keywords for item in items)
+    pg_ok = _postgres_ok() if need_pg else True
+    chromium_ok = Path(CHROMIUM).exists()
+    for item in items:
+        if "postgres" in item.keywords and not pg_ok:
+            if REQUIRE_POSTGRES:
+                pytest.exit(f"PostgreSQL is required (C3_REQUIRE_POSTGRES=1) but {POSTGRES_ADMIN_DSN} is unreachable", 3)
+            drop["postgres"].append(item)
+        elif "e2e" in item.keywords and not chromium_ok:
+            if REQUIRE_CHROMIUM:
+                pytest.exit(f"Chromium is required (C3_REQUIRE_CHROMIUM=1) but {CHROMIUM} is missing", 3)
+            drop["e2e"].append(item)
+        else:
+            keep.append(item)
+    if drop["postgres"]:
+        _skipped_notes.append(
+            f"skipped {len(drop['postgres'])} PostgreSQL runs: no server at {POSTGRES_ADMIN_DSN}"
+        )
+    if drop["e2e"]:
+        _skipped_notes.append(
+            f"skipped {len(drop['e2e'])} browser tests: no Chromium at {CHROMIUM} (apt-get install chromium)"
+        )
+    dropped = drop["postgres"] + drop["e2e"]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for note in _skipped_notes:
+        terminalreporter.write_line(note, yellow=True)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Every test that takes `db_kind` runs on SQLite and on PostgreSQL.
+    if "db_kind" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "db_kind",
+            ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+            scope="module",
+        )
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("stack")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
