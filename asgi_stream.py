@@ -1,7 +1,7 @@
 """c3-app-stream entry point: `app` is the FastAPI application.
 
-    uvicorn asgi_stream:app --port 8001      (what start_stream.sh runs)
-    python asgi_stream.py                    (serves on $PORT, default 8001)
+uvicorn asgi_stream:app --port 8001      (what start_stream.sh runs)
+python asgi_stream.py                    (serves on $PORT, default 8001)
 """
 
 import os

@@ -20,7 +20,7 @@ environ.Env.read_env(os.environ.get("C3_ENV_FILE", BASE_DIR / ".env"))
 
 DEBUG: bool = env.bool("DEBUG", default=False)
 
-_DEV_SECRET_KEY = "django-insecure-dev-only-c3-app-key-do-not-use-in-production"
+_DEV_SECRET_KEY = "django-insecure-dev-only-c3-app-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY: str = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:

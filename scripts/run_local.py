@@ -37,7 +37,9 @@ def local_env() -> dict[str, str]:
 def main() -> int:
     env = local_env()
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
     subprocess.run([python, "manage.py", "ensure_demo_user"], cwd=ROOT, env=env, check=True)
     processes = [
         subprocess.Popen(
@@ -46,8 +48,18 @@ def main() -> int:
             env=env,
         ),
         subprocess.Popen(
-            [python, "-m", "uvicorn", "asgi_stream:app", "--host", "127.0.0.1",
-             "--port", str(STREAM_PORT), "--timeout-keep-alive", "300"],
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "asgi_stream:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(STREAM_PORT),
+                "--timeout-keep-alive",
+                "300",
+            ],
             cwd=ROOT,
             env=env,
         ),

@@ -14,7 +14,6 @@ from tests.support.servers import POSTGRES_ADMIN_DSN, postgres_available
 # --- Real-server fixtures -------------------------------------------------------------------
 
 
-
 # CI sets C3_REQUIRE_POSTGRES=1 / C3_REQUIRE_CHROMIUM=1: there a missing service fails the
 # run instead of skipping it.
 REQUIRE_POSTGRES = os.environ.get("C3_REQUIRE_POSTGRES") == "1"
@@ -37,11 +36,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords and not pg_ok:
             if REQUIRE_POSTGRES:
-                pytest.exit(f"PostgreSQL is required (C3_REQUIRE_POSTGRES=1) but {POSTGRES_ADMIN_DSN} is unreachable", 3)
+                pytest.exit(
+                    f"PostgreSQL is required (C3_REQUIRE_POSTGRES=1) but {POSTGRES_ADMIN_DSN} is unreachable",
+                    3,
+                )
             drop["postgres"].append(item)
         elif "e2e" in item.keywords and not chromium_ok:
             if REQUIRE_CHROMIUM:
-                pytest.exit(f"Chromium is required (C3_REQUIRE_CHROMIUM=1) but {CHROMIUM} is missing", 3)
+                pytest.exit(
+                    f"Chromium is required (C3_REQUIRE_CHROMIUM=1) but {CHROMIUM} is missing", 3
+                )
             drop["e2e"].append(item)
         else:
             keep.append(item)

@@ -28,7 +28,11 @@ def _fernet() -> MultiFernet:
     # SECRET_KEY_FALLBACKS keep tokens valid across a key rotation, as Django's signing does.
     secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
     keys = [
-        Fernet(base64.urlsafe_b64encode(salted_hmac(_SALT, "key", secret=s, algorithm="sha256").digest()))
+        Fernet(
+            base64.urlsafe_b64encode(
+                salted_hmac(_SALT, "key", secret=s, algorithm="sha256").digest()
+            )
+        )
         for s in secrets
     ]
     return MultiFernet(keys)

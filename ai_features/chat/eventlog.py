@@ -93,9 +93,7 @@ class MemoryEventLog:
 
     def _purge(self) -> None:
         now = time.monotonic()
-        finished = [
-            key for key, stream in self._streams.items() if stream.finished_at is not None
-        ]
+        finished = [key for key, stream in self._streams.items() if stream.finished_at is not None]
         excess = len(finished) - self.max_finished
         for index, key in enumerate(finished):
             stream = self._streams[key]

@@ -47,9 +47,7 @@ def content_data(text: str) -> dict[str, Any]:
     return {"type": "content", "content": text}
 
 
-def done_data(
-    message_id: str, finish_reason: str, usage: dict[str, int] | None
-) -> dict[str, Any]:
+def done_data(message_id: str, finish_reason: str, usage: dict[str, int] | None) -> dict[str, Any]:
     return {
         "type": "done",
         "content": "",

@@ -199,9 +199,10 @@ def get_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapsho
     )
     if message is None:
         raise NotFound()
-    if message.status == Message.Status.STREAMING:
-        if expire_stale_streaming_sync([message.conversation_id]):
-            message.refresh_from_db()
+    if message.status == Message.Status.STREAMING and expire_stale_streaming_sync(
+        [message.conversation_id]
+    ):
+        message.refresh_from_db()
     return _snapshot(message)
 
 

@@ -59,9 +59,11 @@ class Generation:
 
 @dataclass
 class ChatService:
-    log: EventLog = field(default_factory=lambda: MemoryEventLog(
-        retention=settings.STREAM_EVENT_LOG_RETENTION_SECONDS
-    ))
+    log: EventLog = field(
+        default_factory=lambda: MemoryEventLog(
+            retention=settings.STREAM_EVENT_LOG_RETENTION_SECONDS
+        )
+    )
     provider_factory: Callable[[], ChatProvider] = get_provider
     rate_limit: RateLimit = field(
         default_factory=lambda: RateLimit(settings.CHAT_RATE_LIMIT_PER_MINUTE)
@@ -228,9 +230,7 @@ class ChatService:
             outcome = (Message.Status.ERROR, "error", "internal_error", None)
             final = error_data("internal_error", INTERNAL_ERROR_MESSAGE, message_id)
         # The final write and event must land even if another cancel arrives meanwhile.
-        finalize = asyncio.ensure_future(
-            self._finalize(message_id, "".join(parts), outcome, final)
-        )
+        finalize = asyncio.ensure_future(self._finalize(message_id, "".join(parts), outcome, final))
         try:
             await asyncio.shield(finalize)
         except asyncio.CancelledError:

@@ -77,10 +77,11 @@ def chat_service(request: Request) -> ChatService:
 @router.post("/api/ai/chat/stream/")
 async def stream_chat(request: Request) -> Response:
     try:
+        # Same order as the Django fallback: size, then who, then what.
         body = await read_body_limited(request, settings.CHAT_MAX_BODY_BYTES)
-        chat_request = parse_chat_request(body)
         await _refresh_connections()
         user = await authenticate(request.scope)
+        chat_request = parse_chat_request(body)
         service = chat_service(request)
         prepared = await service.start(user.pk, chat_request)
     except ChatError as error:

@@ -33,9 +33,7 @@ class CoreLoop:
             # A forked worker must not reuse its parent's (dead) thread.
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="c3-core-loop", daemon=True
-                )
+                thread = threading.Thread(target=loop.run_forever, name="c3-core-loop", daemon=True)
                 thread.start()
                 self._loop, self._pid = loop, os.getpid()
                 self._service = ChatService()

@@ -73,7 +73,9 @@ def read_sse(response: httpx.Response, *, stop_after: int | None = None) -> Stre
         elif line.startswith("data:"):
             data_lines.append(line[5:].strip())
         elif line == "" and data_lines:
-            result.events.append(SSEEvent(event_id, json.loads("\n".join(data_lines)), time.monotonic()))
+            result.events.append(
+                SSEEvent(event_id, json.loads("\n".join(data_lines)), time.monotonic())
+            )
             data_lines, event_id = [], None
             if stop_after is not None and len(result.events) >= stop_after:
                 break
@@ -161,9 +163,12 @@ class ChatClient:
         send_headers.update(headers or {})
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         cookies = self.http.cookies if use_cookies else None
-        with httpx.Client(timeout=timeout or self.timeout, cookies=cookies) as client, client.stream(
-            "POST", f"{base}/api/ai/chat/stream/", content=content, headers=send_headers
-        ) as response:
+        with (
+            httpx.Client(timeout=timeout or self.timeout, cookies=cookies) as client,
+            client.stream(
+                "POST", f"{base}/api/ai/chat/stream/", content=content, headers=send_headers
+            ) as response,
+        ):
             return read_sse(response, stop_after=stop_after)
 
     def resume(
@@ -184,9 +189,12 @@ class ChatClient:
         elif token:
             headers["Authorization"] = f"Bearer {token}"
         cookies = self.http.cookies if via == "app" else None
-        with httpx.Client(timeout=timeout or self.timeout, cookies=cookies) as client, client.stream(
-            "GET", f"{base}/api/ai/chat/stream/{message_id}/", headers=headers, params=params
-        ) as response:
+        with (
+            httpx.Client(timeout=timeout or self.timeout, cookies=cookies) as client,
+            client.stream(
+                "GET", f"{base}/api/ai/chat/stream/{message_id}/", headers=headers, params=params
+            ) as response,
+        ):
             return read_sse(response)
 
     def stop(self, message_id: str, *, token: str, via: str = "stream") -> httpx.Response:

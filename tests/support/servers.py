@@ -25,7 +25,9 @@ from .fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-POSTGRES_ADMIN_DSN = os.environ.get("C3_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "C3_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def free_port() -> int:
@@ -92,7 +94,10 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log_text()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{self.port}{health_path}", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"http://127.0.0.1:{self.port}{health_path}", timeout=1).status_code
+                    == 200
+                ):
                     return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not become healthy:\n{self.log_text()}")
@@ -201,18 +206,47 @@ class Stack:
             env = self.env()
             self.app = Server(
                 "gunicorn",
-                [sys.executable, "-m", "gunicorn", "c3_app.wsgi:application",
-                 "--bind", f"127.0.0.1:{self.app_port}", "--worker-class", "gthread",
-                 "--workers", "1", "--threads", "8", "--timeout", "120",
-                 "--graceful-timeout", "5"],
-                env, self.app_port, log_dir,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "c3_app.wsgi:application",
+                    "--bind",
+                    f"127.0.0.1:{self.app_port}",
+                    "--worker-class",
+                    "gthread",
+                    "--workers",
+                    "1",
+                    "--threads",
+                    "8",
+                    "--timeout",
+                    "120",
+                    "--graceful-timeout",
+                    "5",
+                ],
+                env,
+                self.app_port,
+                log_dir,
             )
             self.stream = Server(
                 "uvicorn",
-                [sys.executable, "-m", "uvicorn", "asgi_stream:app", "--host", "127.0.0.1",
-                 "--port", str(self.stream_port), "--timeout-keep-alive", "300",
-                 "--timeout-graceful-shutdown", "40"],
-                env, self.stream_port, log_dir,
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "asgi_stream:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.stream_port),
+                    "--timeout-keep-alive",
+                    "300",
+                    "--timeout-graceful-shutdown",
+                    "40",
+                ],
+                env,
+                self.stream_port,
+                log_dir,
             )
             self.app.start()
             self.stream.start()

@@ -24,8 +24,12 @@ TEST_ENV = {
 }
 for _key, _value in TEST_ENV.items():
     os.environ[_key] = _value
-for _key in ("DATABASE_URL", "SUPABASE_DB_HOST", "OPENAI_API_KEY", "OPENAI_BASE_URL", "REDIS_URL",
-             "STREAM_API_URL"):
+for _key in (
+    "DATABASE_URL",
+    "SUPABASE_DB_HOST",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "REDIS_URL",
+    "STREAM_API_URL",
+):
     os.environ.pop(_key, None)
-
-
