@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "postgres" in item.keywords and not pg_ok:
             if REQUIRE_POSTGRES:
                 pytest.exit(
-                    f"PostgreSQL is required (C3_REQUIRE_POSTGRES=1) but {POSTGRES_ADMIN_DSN} is unreachable",
+                    f"C3_REQUIRE_POSTGRES=1 but {POSTGRES_ADMIN_DSN} is unreachable",
                     3,
                 )
             drop["postgres"].append(item)
@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
     if drop["e2e"]:
         _skipped_notes.append(
-            f"skipped {len(drop['e2e'])} browser tests: no Chromium at {CHROMIUM} (apt-get install chromium)"
+            f"skipped {len(drop['e2e'])} browser tests: no Chromium at {CHROMIUM}"
         )
     dropped = drop["postgres"] + drop["e2e"]
     if dropped:
