@@ -243,6 +243,7 @@ class Stack:
                     "300",
                     "--timeout-graceful-shutdown",
                     "40",
+                    "--no-access-log",
                 ],
                 env,
                 self.stream_port,
