@@ -206,21 +206,29 @@ STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", defa
 REDIS_URL: str = env.str("REDIS_URL", default="")
 
 # --- Logging: one line per record on stdout, with the request id --------------------------
+# LOG_FORMAT=json gives one JSON object per line (python-json-logger) for log pipelines;
+# the default is one readable line. Both carry level, logger and request id.
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT: str = env.str("LOG_FORMAT", default="text").lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "ai_features.logging.RequestIdFilter"}},
     "formatters": {
-        "line": {
+        "text": {
             "format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s] %(message)s",
-        }
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "formatter": "line",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
             "filters": ["request_id"],
         }
     },
