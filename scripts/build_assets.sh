@@ -20,8 +20,9 @@ cd "$FRONTEND"
 # than the lock file, node_modules already matches the lock and `npm ci` can be skipped.
 if [[ -f node_modules/.package-lock.json && node_modules/.package-lock.json -nt package-lock.json ]]; then
     echo "frontend/node_modules is up to date."
-else
-    npm ci --no-audit --no-fund
+elif ! npm ci --no-audit --no-fund; then
+    echo "npm ci failed: Markdown rendering assets are unavailable (answers will be shown as plain text)." >&2
+    exit 0
 fi
 
 copy() {  # copy <source under node_modules> <name in vendor/>, with its source map if any

@@ -1,0 +1,1250 @@
+// c3-app chat page. Plain ES module, no build step. Visible text comes from the template
+// (#chat-strings, translated by Django); configuration from #chat-config.
+
+import { Api, ApiError } from "./js/api.js";
+import { firstEventData, readEventStream } from "./js/sse.js";
+import { CHECK_ICON, COPY_ICON, icon, markdownReady, renderInto, setLabels } from "./js/markdown.js";
+
+const config = JSON.parse(document.getElementById("chat-config").textContent);
+const STRINGS = JSON.parse(document.getElementById("chat-strings").textContent);
+const LANG = document.documentElement.lang || "ja";
+
+const INFLIGHT_KEY = "c3.inflight";
+const HISTORY_LIMIT = 200;
+const MAX_RECONNECTS = 8;
+const RESTART_RESUME_DELAY_MS = 3000;
+// Within this distance of the bottom the view follows new text; any further up, it stays put.
+const STICK_THRESHOLD_PX = 6;
+
+const ICONS = {
+  pencil: ["M12 20h9", "M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4z"],
+  trash: ["M3 6h18", "M8 6V4h8v2", "M19 6l-1 14H6L5 6", "M10 11v6M14 11v6"],
+  refresh: ["M21 12a9 9 0 1 1-2.64-6.36", "M21 3v6h-6"],
+  edit: ["M4 20h4L19 9l-4-4L4 16z", "M14 6l4 4"],
+  plug: ["M9 7V3M15 7V3", "M6 7h12v4a6 6 0 0 1-12 0z", "M12 17v4"],
+};
+
+// ------------------------------------------------------------------------------ helpers
+
+function t(key, params) {
+  let text = STRINGS[key] ?? key;
+  if (params) {
+    for (const [name, value] of Object.entries(params)) text = text.split(`{${name}}`).join(String(value));
+  }
+  return text;
+}
+
+function errorText(code, fallback) {
+  return (code && STRINGS.errors[code]) || fallback || STRINGS.errors.internal_error;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "className") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function iconButton(className, label, paths, extra = {}) {
+  return el("button", { type: "button", className: `icon-button ${className}`, "aria-label": label, title: label, ...extra }, icon(paths));
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+const timeFormat = new Intl.DateTimeFormat(LANG, { hour: "2-digit", minute: "2-digit" });
+const dateTimeFormat = new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short" });
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = el("textarea", { className: "visually-hidden", "aria-hidden": "true" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch {
+      ok = false;
+    }
+    area.remove();
+    return ok;
+  }
+}
+
+// ------------------------------------------------------------------------------ DOM
+
+const $ = (id) => document.getElementById(id);
+const dom = {
+  app: $("app"),
+  sidebar: $("sidebar"),
+  list: $("conversation-list"),
+  listEmpty: $("conversation-empty"),
+  newButton: $("new-conversation"),
+  topNewButton: $("topbar-new-conversation"),
+  toggle: $("sidebar-toggle"),
+  close: $("sidebar-close"),
+  backdrop: $("sidebar-backdrop"),
+  title: $("conversation-title"),
+  topbar: document.querySelector(".topbar"),
+  container: $("chat-container"),
+  emptyState: $("empty-state"),
+  scrollButton: $("scroll-to-bottom"),
+  form: $("chat-form"),
+  input: $("chat-input"),
+  send: $("send-button"),
+  stop: $("stop-button"),
+  charCount: $("char-count"),
+  composerError: $("composer-error"),
+  status: $("chat-status"),
+  sessionBanner: $("session-expired"),
+};
+
+setLabels({ copyCode: t("copyCode"), copy: t("copy"), copied: t("copied"), code: t("code") });
+
+const api = new Api(config, {
+  onSessionExpired() {
+    dom.sessionBanner.hidden = false;
+  },
+});
+
+const state = {
+  conversations: [],
+  currentId: null,
+  loadSeq: 0,
+  stream: null, // the AnswerStream the composer is waiting on
+  live: new Set(), // conversation ids with an answer streaming in this tab
+  stick: true,
+  unloading: false,
+};
+
+// Per message element: { role, text, status, stream, userText, userEl, preStream }
+const messages = new WeakMap();
+
+function announce(text) {
+  dom.status.textContent = "";
+  setTimeout(() => {
+    dom.status.textContent = text;
+  }, 50);
+}
+
+function showComposerError(text) {
+  dom.composerError.textContent = text;
+  dom.composerError.hidden = !text;
+}
+
+// ------------------------------------------------------------------------------ sidebar
+
+const narrow = window.matchMedia("(max-width: 720px)");
+
+function setSidebar(open, { focus = true } = {}) {
+  const isOpen = open && narrow.matches;
+  dom.app.classList.toggle("sidebar-open", isOpen);
+  dom.toggle.setAttribute("aria-expanded", String(isOpen));
+  dom.toggle.setAttribute("aria-label", isOpen ? t("closeSidebar") : t("openSidebar"));
+  dom.backdrop.hidden = !isOpen;
+  dom.sidebar.inert = narrow.matches && !isOpen;
+  if (!focus) return;
+  if (isOpen) {
+    const current = dom.list.querySelector(".is-current .conversation-link");
+    (current || dom.newButton).focus();
+  } else if (narrow.matches && dom.sidebar.contains(document.activeElement)) {
+    dom.toggle.focus();
+  }
+}
+
+narrow.addEventListener("change", () => setSidebar(false, { focus: false }));
+dom.toggle.addEventListener("click", () => setSidebar(!dom.app.classList.contains("sidebar-open")));
+dom.close.addEventListener("click", () => setSidebar(false));
+dom.backdrop.addEventListener("click", () => setSidebar(false));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && dom.app.classList.contains("sidebar-open")) setSidebar(false);
+});
+
+function groupLabel(date, now) {
+  const startOfDay = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  const days = Math.round((startOfDay(now) - startOfDay(date)) / 86400000);
+  if (days <= 0) return t("today");
+  if (days === 1) return t("yesterday");
+  if (days < 7) return t("previous7");
+  if (days < 30) return t("previous30");
+  return t("older");
+}
+
+function conversationTitle(conversation) {
+  return (conversation && conversation.title) || t("untitled");
+}
+
+function renderConversationList({ force = false } = {}) {
+  // Never pull the list out from under an inline rename; it re-renders when that ends.
+  if (!force && dom.list.querySelector(".rename-input")) return;
+  const focused = dom.list.contains(document.activeElement) ? document.activeElement : null;
+  const focusId = focused && focused.closest(".conversation-item")?.dataset.conversationId;
+  const focusClass = focused && ["conversation-link", "rename-conversation", "delete-conversation"].find((c) => focused.classList.contains(c));
+  const now = new Date();
+  let lastGroup = null;
+  const items = state.conversations.map((conversation) => {
+    const group = groupLabel(new Date(conversation.updated_at), now);
+    const title = conversationTitle(conversation);
+    const current = conversation.id === state.currentId;
+    const item = el("li", {
+      className: `conversation-item${conversation.title ? "" : " is-untitled"}`,
+      "data-conversation-id": conversation.id,
+      "data-group-label": group !== lastGroup ? group : null,
+    });
+    if (current) item.classList.add("is-current");
+    lastGroup = group;
+    const link = el(
+      "button",
+      { type: "button", className: "conversation-link", title, "aria-current": current ? "page" : null },
+      el("span", { className: "conversation-title-text", text: title }),
+      state.live.has(conversation.id) ? el("span", { className: "conversation-live", title: t("streamingBadge") }) : null,
+    );
+    const actions = el(
+      "div",
+      { className: "conversation-actions" },
+      iconButton("rename-conversation", t("renameLabel", { title }), ICONS.pencil),
+      iconButton("delete-conversation", t("deleteLabel", { title }), ICONS.trash),
+    );
+    item.append(el("div", { className: "conversation-row" }, link, actions));
+    return item;
+  });
+  dom.list.replaceChildren(...items);
+  if (focusId && focusClass) {
+    dom.list.querySelector(`[data-conversation-id="${CSS.escape(focusId)}"] .${focusClass}`)?.focus({ preventScroll: true });
+  }
+  dom.listEmpty.textContent = t("noConversations");
+  dom.listEmpty.hidden = state.conversations.length > 0;
+  updateTitle();
+}
+
+function updateTitle() {
+  const conversation = state.conversations.find((c) => c.id === state.currentId);
+  const title = conversationTitle(conversation);
+  dom.title.textContent = title;
+  document.title = `${title} · c3-app`;
+}
+
+async function loadConversations() {
+  try {
+    const data = await api.json("GET", config.conversationsUrl);
+    state.conversations = data.conversations || [];
+  } catch (error) {
+    if (!state.conversations.length) {
+      dom.listEmpty.textContent = t("listFailed");
+      dom.listEmpty.hidden = false;
+    }
+    throw error;
+  }
+  renderConversationList();
+  return state.conversations;
+}
+
+let listRefreshTimer = null;
+function refreshConversationsSoon(delay = 250) {
+  clearTimeout(listRefreshTimer);
+  listRefreshTimer = setTimeout(() => loadConversations().catch(() => {}), delay);
+}
+
+dom.list.addEventListener("click", (event) => {
+  const item = event.target.closest(".conversation-item");
+  if (!item) return;
+  const id = item.dataset.conversationId;
+  if (event.target.closest(".rename-conversation")) {
+    startRename(item, id);
+  } else if (event.target.closest(".delete-conversation")) {
+    deleteConversation(id);
+  } else if (event.target.closest(".conversation-link")) {
+    setSidebar(false, { focus: false });
+    if (id !== state.currentId) openConversation(id);
+    if (!narrow.matches) dom.input.focus({ preventScroll: true });
+  }
+});
+
+function startRename(item, id) {
+  const conversation = state.conversations.find((c) => c.id === id);
+  if (!conversation || item.querySelector(".rename-input")) return;
+  const row = item.querySelector(".conversation-row");
+  const link = row.querySelector(".conversation-link");
+  const input = el("input", {
+    type: "text",
+    className: "rename-input",
+    maxlength: "200",
+    "aria-label": t("renameInput"),
+  });
+  input.value = conversation.title;
+  link.hidden = true;
+  row.querySelector(".conversation-actions").hidden = true;
+  row.prepend(input);
+  input.focus();
+  input.select();
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    const title = input.value.replace(/\s+/g, " ").trim();
+    if (!save || title === conversation.title) {
+      input.remove();
+      renderConversationList({ force: true });
+      dom.list.querySelector(`[data-conversation-id="${CSS.escape(id)}"] .rename-conversation`)?.focus();
+      return;
+    }
+    try {
+      const updated = await api.json("PATCH", `${config.conversationsUrl}${encodeURIComponent(id)}/`, { title });
+      Object.assign(conversation, updated);
+    } catch {
+      showComposerError(t("renameFailed"));
+    }
+    input.remove();
+    renderConversationList({ force: true });
+    dom.list.querySelector(`[data-conversation-id="${CSS.escape(id)}"] .conversation-link`)?.focus();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.isComposing || event.keyCode === 229) return;
+    if (event.key === "Enter") {
+      event.preventDefault();
+      finish(true);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      finish(false);
+    }
+  });
+  input.addEventListener("blur", () => finish(true));
+}
+
+async function deleteConversation(id) {
+  const conversation = state.conversations.find((c) => c.id === id);
+  if (!conversation) return;
+  if (!window.confirm(t("deleteConfirm", { title: conversationTitle(conversation) }))) return;
+  try {
+    await api.json("DELETE", `${config.conversationsUrl}${encodeURIComponent(id)}/`);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) {
+      showComposerError(t("deleteFailed"));
+      return;
+    }
+  }
+  state.conversations = state.conversations.filter((c) => c.id !== id);
+  state.live.delete(id);
+  const inflight = readInflight();
+  if (inflight && inflight.conversation_id === id) clearInflight();
+  if (id === state.currentId) {
+    await openConversation(state.conversations.length ? state.conversations[0].id : null);
+  }
+  renderConversationList();
+}
+
+async function newConversation() {
+  setSidebar(false, { focus: false });
+  const hasMessages = dom.container.querySelector(".message");
+  if (state.currentId && !hasMessages && !state.stream) {
+    dom.input.focus();
+    return;
+  }
+  try {
+    const conversation = await api.json("POST", config.conversationsUrl, {});
+    state.conversations = [conversation, ...state.conversations.filter((c) => c.id !== conversation.id)];
+    await openConversation(conversation.id);
+  } catch {
+    showComposerError(t("createFailed"));
+  }
+  dom.input.focus();
+}
+
+dom.newButton.addEventListener("click", newConversation);
+dom.topNewButton.addEventListener("click", newConversation);
+
+// ------------------------------------------------------------------------------ messages
+
+function isAtBottom() {
+  const c = dom.container;
+  return c.scrollHeight - c.scrollTop - c.clientHeight < STICK_THRESHOLD_PX;
+}
+
+function scrollToBottom(force = false) {
+  if (force) state.stick = true;
+  if (state.stick) dom.container.scrollTop = dom.container.scrollHeight;
+  updateScrollButton();
+}
+
+function updateScrollButton() {
+  const c = dom.container;
+  dom.scrollButton.hidden = c.scrollHeight - c.scrollTop - c.clientHeight < 120;
+  dom.topbar.classList.toggle("is-scrolled", c.scrollTop > 4);
+}
+
+dom.container.addEventListener("scroll", () => {
+  state.stick = isAtBottom();
+  updateScrollButton();
+}, { passive: true });
+dom.container.addEventListener("wheel", (event) => {
+  if (event.deltaY < 0 && dom.container.scrollHeight > dom.container.clientHeight) state.stick = false;
+}, { passive: true });
+dom.scrollButton.addEventListener("click", () => {
+  state.stick = true;
+  dom.container.scrollTo({ top: dom.container.scrollHeight, behavior: "smooth" });
+});
+new ResizeObserver(() => scrollToBottom()).observe(dom.container);
+
+function showEmptyState() {
+  dom.emptyState.hidden = Boolean(dom.container.querySelector(".message"));
+}
+
+function clearMessages() {
+  for (const node of [...dom.container.children]) {
+    if (node !== dom.emptyState) node.remove();
+  }
+}
+
+function createMessage({ role, content = "", status = "complete", id = null, createdAt = null }) {
+  const article = el("article", {
+    className: "message",
+    "data-role": role,
+    "aria-label": role === "user" ? t("you") : t("assistant"),
+  });
+  const body = el("div", { className: "message-body" });
+  const contentEl = el("div", { className: "message-content" });
+  const actions = el("div", { className: "message-actions" });
+  body.append(contentEl, actions);
+  if (role === "assistant") {
+    article.dataset.status = status;
+    if (id) article.dataset.messageId = id;
+    article.append(el("div", { className: "message-avatar", "aria-hidden": "true", text: "c3" }));
+  }
+  article.append(body);
+  const info = { role, text: content, status, createdAt };
+  messages.set(article, info);
+  if (role === "user") {
+    contentEl.textContent = content;
+  } else {
+    renderInto(contentEl, content, { final: status !== "streaming" });
+  }
+  buildActions(article);
+  return article;
+}
+
+function buildActions(article) {
+  const info = messages.get(article);
+  const actions = article.querySelector(".message-actions");
+  const regenerate = actions.querySelector("#regenerate-button");
+  actions.replaceChildren();
+  if (info.role === "assistant" && info.status === "streaming") return;
+  const items = info.text ? [iconButton("copy-message", t("copyMessage"), COPY_ICON)] : [];
+  if (info.role === "user") items.push(iconButton("edit-message", t("edit"), ICONS.edit));
+  if (regenerate) items.push(regenerate);
+  if (info.createdAt) {
+    const date = new Date(info.createdAt);
+    if (!Number.isNaN(date.getTime())) {
+      items.push(el("time", { className: "message-time", datetime: date.toISOString(), title: dateTimeFormat.format(date), text: timeFormat.format(date) }));
+    }
+  }
+  actions.append(...items);
+}
+
+function appendMessage(options) {
+  const article = createMessage(options);
+  dom.container.append(article);
+  dom.emptyState.hidden = true;
+  return article;
+}
+
+function setTyping(article, on) {
+  const body = article.querySelector(".message-body");
+  const existing = body.querySelector(".typing-indicator");
+  if (on && !existing) {
+    const indicator = el(
+      "div",
+      { className: "typing-indicator", role: "status" },
+      el("span", { className: "dot", "aria-hidden": "true" }),
+      el("span", { className: "dot", "aria-hidden": "true" }),
+      el("span", { className: "dot", "aria-hidden": "true" }),
+      el("span", { className: "visually-hidden", text: t("thinking") }),
+    );
+    body.insertBefore(indicator, body.querySelector(".message-actions"));
+  } else if (!on && existing) {
+    existing.remove();
+  }
+}
+
+function setNotice(article, notice) {
+  const body = article.querySelector(".message-body");
+  body.querySelector(".message-notice")?.remove();
+  if (!notice) return null;
+  const node = el("div", { className: `message-notice ${notice.kind ? `is-${notice.kind}` : ""}`, role: notice.kind === "error" ? "alert" : null });
+  node.append(el("span", { className: "notice-text", text: notice.text }));
+  for (const action of notice.actions || []) node.append(action);
+  body.insertBefore(node, body.querySelector(".message-actions"));
+  return node;
+}
+
+function noticeButton(className, label, paths) {
+  return el("button", { type: "button", className: `notice-button ${className}` }, icon(paths), el("span", { text: label }));
+}
+
+/** Show the final state of an answer: its notice, its actions. */
+function applyStatus(article, { status, finishReason = "", code = "", content = "", retryAfter = 0 }) {
+  const info = messages.get(article);
+  info.status = status;
+  article.dataset.status = status;
+  article.removeAttribute("aria-busy");
+  setTyping(article, false);
+  clearInterval(info.countdown);
+  if (status === "complete") {
+    setNotice(article, finishReason === "length" ? { kind: "muted", text: t("statusLength") } : null);
+  } else if (status === "stopped") {
+    setNotice(article, { kind: "muted", text: t("statusStopped") });
+  } else if (status === "interrupted") {
+    const restarting = code === "server_restarting";
+    setNotice(article, {
+      kind: "warning",
+      text: errorText(restarting ? "server_restarting" : "interrupted", content),
+      actions: [noticeButton("retry-button", t("retry"), ICONS.refresh)],
+    });
+  } else if (status === "error") {
+    const actions = [];
+    if (code === "network_error" && info.stream && info.stream.messageId) {
+      actions.push(noticeButton("resume-button", t("resume"), ICONS.plug));
+    }
+    if (code !== "unauthenticated" && code !== "upstream_auth") {
+      actions.push(noticeButton("retry-button", t("retry"), ICONS.refresh));
+    }
+    const notice = setNotice(article, { kind: "error", text: errorText(code, content), actions });
+    if (code === "rate_limited" && retryAfter > 0) startCountdown(article, notice, retryAfter);
+  }
+  buildActions(article);
+}
+
+function startCountdown(article, notice, seconds) {
+  const info = messages.get(article);
+  const text = notice.querySelector(".notice-text");
+  const button = notice.querySelector(".retry-button");
+  let left = seconds;
+  const tick = () => {
+    if (left <= 0) {
+      clearInterval(info.countdown);
+      text.textContent = errorText("rate_limited");
+      if (button) button.disabled = false;
+      return;
+    }
+    text.textContent = `${errorText("rate_limited")} ${t("retryAfter", { seconds: left })}`;
+    if (button) button.disabled = true;
+    left -= 1;
+  };
+  tick();
+  info.countdown = setInterval(tick, 1000);
+}
+
+/** Mark the last message, and give the last answer the regenerate button. */
+function updateMessageChrome() {
+  const all = dom.container.querySelectorAll(".message");
+  all.forEach((node, index) => node.classList.toggle("is-last", index === all.length - 1));
+  const existing = document.getElementById("regenerate-button");
+  const last = all[all.length - 1];
+  const lastInfo = last && messages.get(last);
+  const canRegenerate =
+    !state.stream && last && lastInfo.role === "assistant" && lastInfo.status !== "streaming" && previousUserText(last);
+  if (!canRegenerate) {
+    existing?.remove();
+    return;
+  }
+  const button = existing || iconButton("regenerate", t("regenerateLabel"), ICONS.refresh, { id: "regenerate-button" });
+  const actions = last.querySelector(".message-actions");
+  if (button.parentElement !== actions) {
+    const time = actions.querySelector(".message-time");
+    actions.insertBefore(button, time);
+  }
+}
+
+function previousUserText(article) {
+  let node = article.previousElementSibling;
+  while (node) {
+    const info = messages.get(node);
+    if (info && info.role === "user") return info.text;
+    node = node.previousElementSibling;
+  }
+  return "";
+}
+
+// Throttled Markdown rendering: at most once per animation frame.
+const dirty = new Set();
+let frame = 0;
+function scheduleRender(article) {
+  dirty.add(article);
+  if (!frame) frame = requestAnimationFrame(flushRender);
+}
+
+function flushRender() {
+  frame = 0;
+  for (const article of dirty) renderMessage(article);
+  dirty.clear();
+  scrollToBottom();
+}
+
+function renderNow(article) {
+  dirty.delete(article);
+  renderMessage(article);
+  scrollToBottom();
+}
+
+const CURSOR_HOSTS = new Set(["P", "UL", "OL", "LI", "BLOCKQUOTE", "H1", "H2", "H3", "H4", "H5", "H6"]);
+
+function renderMessage(article) {
+  const info = messages.get(article);
+  const content = article.querySelector(".message-content");
+  const streaming = info.status === "streaming";
+  for (const cursor of content.querySelectorAll(".stream-cursor")) cursor.remove();
+  renderInto(content, info.text, { final: !streaming });
+  if (!streaming || !info.text) return;
+  // The caret goes at the end of the text, inside the last paragraph or list item.
+  let host = content;
+  for (;;) {
+    const last = host.lastElementChild;
+    if (!last || (host.lastChild && host.lastChild.nodeType === Node.TEXT_NODE && host.lastChild.textContent.trim())) break;
+    if (CURSOR_HOSTS.has(last.tagName)) host = last;
+    else if (last.classList.contains("code-block")) {
+      host = last.querySelector("code") || last;
+      break;
+    } else break;
+  }
+  if (host.closest(".table-wrap")) host = content;
+  host.append(el("span", { className: "stream-cursor", "aria-hidden": "true" }));
+}
+
+dom.container.addEventListener("click", async (event) => {
+  const target = event.target.closest("button");
+  if (!target || !dom.container.contains(target)) return;
+  const article = target.closest(".message");
+  if (target.classList.contains("suggestion")) {
+    dom.input.value = target.textContent.trim();
+    onInput();
+    submit();
+  } else if (target.classList.contains("copy-code-button")) {
+    const code = target.closest(".code-block")?.querySelector("pre")?.textContent ?? "";
+    flashCopied(target, await copyText(code));
+  } else if (target.classList.contains("copy-message") && article) {
+    flashCopied(target, await copyText(messages.get(article).text));
+  } else if (target.classList.contains("edit-message") && article) {
+    dom.input.value = messages.get(article).text;
+    onInput();
+    dom.input.focus();
+    dom.input.setSelectionRange(dom.input.value.length, dom.input.value.length);
+  } else if (target.id === "regenerate-button" || target.classList.contains("retry-button")) {
+    if (article) retryAnswer(article);
+  } else if (target.classList.contains("resume-button") && article) {
+    resumeAnswer(article);
+  } else if (target.classList.contains("retry-load")) {
+    openConversation(state.currentId);
+  }
+});
+
+function flashCopied(button, ok) {
+  announce(ok ? t("copied") : t("copyFailed"));
+  if (!ok || button.classList.contains("is-done")) return;
+  const label = button.querySelector("span");
+  const svg = button.querySelector("svg");
+  const previous = label ? label.textContent : null;
+  const copyIcon = svg;
+  const check = icon(CHECK_ICON);
+  svg?.replaceWith(check);
+  if (label) label.textContent = t("copied");
+  button.classList.add("is-done");
+  clearTimeout(button._copiedTimer);
+  button._copiedTimer = setTimeout(() => {
+    check.replaceWith(copyIcon);
+    if (label) label.textContent = previous;
+    button.classList.remove("is-done");
+  }, 1600);
+}
+
+// ------------------------------------------------------------------------------ in-flight record
+
+function readInflight() {
+  try {
+    const record = JSON.parse(sessionStorage.getItem(INFLIGHT_KEY) || "null");
+    return record && typeof record.message_id === "string" ? record : null;
+  } catch {
+    return null;
+  }
+}
+
+function clearInflight(messageId) {
+  const record = readInflight();
+  if (!messageId || (record && record.message_id === messageId)) {
+    try {
+      sessionStorage.removeItem(INFLIGHT_KEY);
+    } catch {
+      /* storage unavailable */
+    }
+  }
+}
+
+function writeInflight(stream) {
+  if (!stream.messageId) return;
+  stream.savedAt = Date.now();
+  clearTimeout(stream.saveTimer);
+  stream.saveTimer = null;
+  try {
+    // The text and the id of the last event it includes are saved together, so a reload
+    // can show this text and ask the server only for what came after.
+    sessionStorage.setItem(
+      INFLIGHT_KEY,
+      JSON.stringify({
+        message_id: stream.messageId,
+        conversation_id: stream.conversationId,
+        last_event_id: stream.lastEventId,
+        text: stream.info.text,
+      }),
+    );
+  } catch {
+    /* storage full or unavailable: a reload then replays the answer from the start */
+  }
+}
+
+function saveInflightSoon(stream) {
+  if (Date.now() - (stream.savedAt || 0) > 400) writeInflight(stream);
+  else if (!stream.saveTimer) stream.saveTimer = setTimeout(() => !stream.final && !stream.detached && writeInflight(stream), 400);
+}
+
+window.addEventListener("pagehide", () => {
+  state.unloading = true;
+  const stream = state.stream;
+  if (stream && !stream.final && !stream.detached) writeInflight(stream);
+});
+
+// ------------------------------------------------------------------------------ streaming
+
+class AnswerStream {
+  constructor(article, { conversationId, messageId = null, lastEventId = 0, userText = "", userEl = null }) {
+    this.article = article;
+    this.info = messages.get(article);
+    this.info.stream = this;
+    this.conversationId = conversationId;
+    this.messageId = messageId;
+    this.lastEventId = lastEventId;
+    this.userText = userText;
+    this.userEl = userEl;
+    this.final = false;
+    this.detached = false;
+    this.attempts = 0;
+    this.controller = null;
+    this.retryTimer = null;
+    this.stopRequested = false;
+    this.autoResumed = false;
+    this.gotResponse = false;
+  }
+}
+
+function setStreamingUI(on) {
+  const stopHadFocus = document.activeElement === dom.stop;
+  dom.stop.hidden = !on;
+  dom.stop.disabled = false;
+  dom.send.hidden = on;
+  if (stopHadFocus && !on) dom.input.focus();
+  updateSendState();
+  updateMessageChrome();
+}
+
+function beginStream(stream) {
+  state.stream = stream;
+  stream.final = false;
+  stream.info.status = "streaming";
+  stream.article.dataset.status = "streaming";
+  stream.article.setAttribute("aria-busy", "true");
+  buildActions(stream.article);
+  if (!stream.info.text) setTyping(stream.article, true);
+  if (stream.conversationId) {
+    state.live.add(stream.conversationId);
+    renderConversationList();
+  }
+  setStreamingUI(true);
+}
+
+function endStream(stream) {
+  clearTimeout(stream.retryTimer);
+  clearTimeout(stream.saveTimer);
+  if (state.stream === stream) state.stream = null;
+  if (stream.conversationId && state.live.delete(stream.conversationId)) renderConversationList();
+  setStreamingUI(Boolean(state.stream));
+}
+
+/** Stop reading an answer without stopping its generation (switching conversations). */
+function detachStream(stream) {
+  if (!stream) return;
+  stream.detached = true;
+  stream.controller?.abort();
+  clearInflight(stream.messageId);
+  endStream(stream);
+}
+
+async function runStream(stream, mode) {
+  if (stream.detached) return;
+  beginStream(stream);
+  stream.controller = new AbortController();
+  const { signal } = stream.controller;
+  let response;
+  try {
+    if (mode === "post") {
+      response = await api.streamFetch("", {
+        method: "POST",
+        signal,
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify({ message: stream.userText, include_history: true, conversation_id: stream.conversationId }),
+      });
+    } else {
+      response = await api.streamFetch(`${encodeURIComponent(stream.messageId)}/`, {
+        signal,
+        headers: { Accept: "text/event-stream", "Last-Event-ID": String(stream.lastEventId || 0) },
+      });
+    }
+  } catch {
+    if (stream.detached || state.unloading) return;
+    if (mode === "post" && !stream.messageId) {
+      // The request may never have reached the server: do not send it twice on our own.
+      finishStream(stream, "error", { code: "network_error", preStream: true });
+    } else {
+      connectionDropped(stream);
+    }
+    return;
+  }
+  if (stream.detached) return;
+  stream.gotResponse = true;
+  const type = response.headers.get("content-type") || "";
+  if (!response.ok || !type.includes("text/event-stream")) {
+    await failedResponse(stream, response, mode);
+    return;
+  }
+  try {
+    await readEventStream(
+      response,
+      (event) => onStreamEvent(stream, event),
+      (ms) => {
+        stream.retryMs = ms;
+      },
+    );
+  } catch {
+    /* the connection dropped: handled below */
+  }
+  if (stream.detached || state.unloading || stream.final) return;
+  connectionDropped(stream);
+}
+
+function onStreamEvent(stream, event) {
+  if (stream.detached || stream.final) return;
+  let data;
+  try {
+    data = JSON.parse(event.data);
+  } catch {
+    return;
+  }
+  if (event.id !== null && /^\d+$/.test(event.id)) stream.lastEventId = Number(event.id);
+  stream.attempts = 0;
+  const article = stream.article;
+  const info = stream.info;
+  if (info.reconnecting) {
+    info.reconnecting = false;
+    setNotice(article, null);
+  }
+  switch (data.type) {
+    case "start": {
+      // Every start means "the text begins here": replays start from empty.
+      info.text = "";
+      if (data.message_id) {
+        stream.messageId = data.message_id;
+        article.dataset.messageId = data.message_id;
+      }
+      if (data.conversation_id && data.conversation_id !== stream.conversationId) {
+        if (state.currentId === stream.conversationId) state.currentId = data.conversation_id;
+        if (stream.conversationId) state.live.delete(stream.conversationId);
+        stream.conversationId = data.conversation_id;
+        state.live.add(stream.conversationId);
+      }
+      setTyping(article, true);
+      scheduleRender(article);
+      writeInflight(stream);
+      if (stream.stopRequested) sendStop(stream);
+      announce(t("generating"));
+      refreshConversationsSoon();
+      break;
+    }
+    case "content": {
+      if (!data.content) break;
+      info.text += data.content;
+      setTyping(article, false);
+      scheduleRender(article);
+      saveInflightSoon(stream);
+      break;
+    }
+    case "done": {
+      finishStream(stream, data.finish_reason === "stopped" ? "stopped" : "complete", {
+        finishReason: data.finish_reason || "stop",
+      });
+      break;
+    }
+    case "error": {
+      const code = data.code || "internal_error";
+      if (code === "server_restarting" || code === "interrupted") {
+        finishStream(stream, "interrupted", { code, content: data.content });
+        if (code === "server_restarting" && !stream.autoResumed && stream.messageId) scheduleRestartResume(stream);
+      } else {
+        finishStream(stream, "error", { code, content: data.content });
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+function finishStream(stream, status, details = {}) {
+  stream.final = true;
+  if (details.preStream) stream.info.preStream = true;
+  clearInflight(stream.messageId);
+  endStream(stream);
+  applyStatus(stream.article, { status, ...details });
+  renderNow(stream.article);
+  updateMessageChrome();
+  if (status === "complete") announce(t("answerComplete"));
+  else if (status === "stopped") announce(t("statusStopped"));
+  else announce(errorText(details.code, details.content));
+  if (stream.messageId) refreshConversationsSoon(400);
+}
+
+function scheduleRestartResume(stream) {
+  stream.autoResumed = true;
+  const notice = stream.article.querySelector(".message-notice .notice-text");
+  if (notice) notice.textContent = t("resumingSoon");
+  stream.retryTimer = setTimeout(() => {
+    if (stream.detached || state.stream || state.currentId !== stream.conversationId) return;
+    if (!stream.article.isConnected) return;
+    setNotice(stream.article, null);
+    runStream(stream, "resume");
+  }, RESTART_RESUME_DELAY_MS);
+}
+
+function connectionDropped(stream) {
+  if (!stream.messageId) {
+    // Dropped before the answer had an id: the conversation's history knows it.
+    stream.final = true;
+    endStream(stream);
+    sleep(1000).then(() => {
+      if (!stream.detached && state.currentId === stream.conversationId) openConversation(stream.conversationId);
+      else if (!stream.detached && !stream.conversationId) init({ reopen: true });
+    });
+    return;
+  }
+  stream.attempts += 1;
+  if (stream.attempts > MAX_RECONNECTS) {
+    writeInflight(stream);
+    finishStream(stream, "error", { code: "network_error" });
+    return;
+  }
+  stream.info.reconnecting = true;
+  setNotice(stream.article, { kind: "warning", text: t("reconnecting") });
+  const delay = Math.min(15000, 500 * 2 ** (stream.attempts - 1));
+  const go = () => {
+    if (stream.detached || stream.final) return;
+    if (!navigator.onLine) {
+      window.addEventListener("online", go, { once: true });
+      return;
+    }
+    runStream(stream, "resume");
+  };
+  stream.retryTimer = setTimeout(go, delay);
+}
+
+async function failedResponse(stream, response, mode) {
+  let text = "";
+  try {
+    text = await response.text();
+  } catch {
+    text = "";
+  }
+  let data = firstEventData(text);
+  if (!data) {
+    try {
+      const json = JSON.parse(text);
+      data = json.error ? { code: json.error.code, content: json.error.message } : json;
+    } catch {
+      data = null;
+    }
+  }
+  const status = response.status;
+  const byStatus = { 400: "invalid_request", 401: "unauthenticated", 403: "csrf_failed", 404: "not_found", 413: "payload_too_large", 429: "rate_limited", 503: "server_restarting" };
+  const code = (data && data.code) || byStatus[status] || (status >= 500 ? "internal_error" : "invalid_request");
+  if (status === 401) dom.sessionBanner.hidden = false;
+  // A resume that meets a proxy error or a restarting server is a dropped connection.
+  if (mode === "resume" && (status >= 502 || code === "server_restarting")) {
+    connectionDropped(stream);
+    return;
+  }
+  const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+  finishStream(stream, "error", {
+    code,
+    content: data && data.content,
+    retryAfter: Number.isFinite(retryAfter) ? retryAfter : 0,
+    preStream: mode === "post" && !stream.messageId,
+  });
+}
+
+async function sendStop(stream) {
+  if (!stream.messageId) {
+    stream.stopRequested = true;
+    return;
+  }
+  stream.stopRequested = false;
+  let status = "";
+  try {
+    const response = await api.streamFetch(`${encodeURIComponent(stream.messageId)}/stop/`, {
+      method: "POST",
+      headers: { Accept: "application/json" },
+    });
+    if (response.ok) status = (await response.json()).status || "";
+  } catch {
+    status = "";
+  }
+  // The stream itself normally reports `done` (stopped); if it cannot (reconnecting), end here.
+  setTimeout(() => {
+    if (stream.final || stream.detached) return;
+    stream.controller?.abort();
+    if (status === "stopped" || status === "complete") {
+      finishStream(stream, status, { finishReason: status === "stopped" ? "stopped" : "stop" });
+    } else if (status === "error" || status === "interrupted") {
+      finishStream(stream, status, { code: status === "interrupted" ? "interrupted" : "internal_error" });
+    } else {
+      dom.stop.disabled = false;
+    }
+  }, 2500);
+}
+
+dom.stop.addEventListener("click", () => {
+  const stream = state.stream;
+  if (!stream) return;
+  dom.stop.disabled = true;
+  sendStop(stream);
+});
+
+function resumeAnswer(article) {
+  const info = messages.get(article);
+  const stream = info && info.stream;
+  if (!stream || !stream.messageId || state.stream) return;
+  stream.attempts = 0;
+  setNotice(article, null);
+  runStream(stream, "resume");
+}
+
+function retryAnswer(article) {
+  if (state.stream) return;
+  const info = messages.get(article);
+  const text = (info.stream && info.stream.userText) || previousUserText(article);
+  if (!text) return;
+  if (info.preStream) {
+    info.stream?.userEl?.remove();
+    article.remove();
+  }
+  sendMessage(text);
+}
+
+function sendMessage(text) {
+  if (state.stream) return;
+  showComposerError("");
+  state.stick = true;
+  const userEl = appendMessage({ role: "user", content: text, createdAt: new Date().toISOString() });
+  const article = appendMessage({ role: "assistant", status: "streaming", createdAt: new Date().toISOString() });
+  updateMessageChrome();
+  scrollToBottom(true);
+  const stream = new AnswerStream(article, { conversationId: state.currentId, userText: text, userEl });
+  runStream(stream, "post");
+}
+
+// ------------------------------------------------------------------------------ composer
+
+const maxChars = Number(config.maxMessageChars) || 8000;
+
+function autoGrow() {
+  dom.input.style.height = "auto";
+  dom.input.style.height = `${dom.input.scrollHeight}px`;
+}
+
+function updateSendState() {
+  const length = dom.input.value.length;
+  const over = length > maxChars;
+  dom.send.disabled = Boolean(state.stream) || !dom.input.value.trim() || over;
+  const showCount = length > maxChars * 0.8;
+  dom.charCount.hidden = !showCount;
+  if (showCount) dom.charCount.textContent = t("charCount", { count: length, max: maxChars });
+  dom.charCount.classList.toggle("is-over", over);
+}
+
+function onInput() {
+  autoGrow();
+  updateSendState();
+  if (!dom.composerError.hidden && dom.input.value.length <= maxChars) showComposerError("");
+}
+
+function submit() {
+  const text = dom.input.value;
+  if (!text.trim() || state.stream) return;
+  if (text.length > maxChars) {
+    showComposerError(t("tooLong", { count: text.length, max: maxChars }));
+    return;
+  }
+  dom.input.value = "";
+  onInput();
+  sendMessage(text);
+}
+
+let composing = false;
+dom.input.addEventListener("compositionstart", () => {
+  composing = true;
+});
+dom.input.addEventListener("compositionend", () => {
+  composing = false;
+});
+dom.input.addEventListener("input", onInput);
+dom.input.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || event.shiftKey || event.altKey) return;
+  // Enter that confirms an IME conversion (Japanese input) must not send.
+  if (event.isComposing || composing || event.keyCode === 229) return;
+  event.preventDefault();
+  submit();
+});
+dom.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const fromButton = document.activeElement === dom.send;
+  submit();
+  // The send button hides while the answer streams: keep the keyboard in the composer.
+  if (fromButton) dom.input.focus();
+});
+
+// ------------------------------------------------------------------------------ conversations
+
+function renderHistoryError(seq) {
+  if (seq !== state.loadSeq) return;
+  clearMessages();
+  dom.emptyState.hidden = true;
+  const box = el("div", { className: "message-notice is-error load-error", role: "alert" });
+  box.append(el("span", { className: "notice-text", text: t("historyFailed") }), noticeButton("retry-load", t("retry"), ICONS.refresh));
+  dom.container.append(box);
+}
+
+async function openConversation(id, { inflight = null } = {}) {
+  const seq = ++state.loadSeq;
+  detachStream(state.stream);
+  state.currentId = id;
+  renderConversationList();
+  showComposerError("");
+  if (!id) {
+    clearMessages();
+    showEmptyState();
+    updateMessageChrome();
+    return;
+  }
+  dom.container.classList.add("is-loading");
+  dom.container.setAttribute("aria-busy", "true");
+  let data;
+  try {
+    const params = new URLSearchParams({ conversation_id: id, limit: String(HISTORY_LIMIT) });
+    data = await api.json("GET", `${config.historyUrl}?${params}`);
+  } catch (error) {
+    if (seq !== state.loadSeq) return;
+    dom.container.classList.remove("is-loading");
+    dom.container.removeAttribute("aria-busy");
+    if (error instanceof ApiError && error.status === 404) {
+      state.conversations = state.conversations.filter((c) => c.id !== id);
+      await openConversation(state.conversations.length ? state.conversations[0].id : null);
+      return;
+    }
+    renderHistoryError(seq);
+    return;
+  }
+  if (seq !== state.loadSeq) return;
+  dom.container.classList.remove("is-loading");
+  dom.container.removeAttribute("aria-busy");
+  clearMessages();
+  let resumeTarget = null;
+  for (const message of data.history || []) {
+    if (message.role !== "user" && message.role !== "assistant") continue;
+    const article = createMessage({
+      role: message.role,
+      content: message.content,
+      status: message.role === "assistant" ? message.status || "complete" : "complete",
+      id: message.id,
+      createdAt: message.created_at,
+    });
+    dom.container.append(article);
+    if (message.role === "assistant") {
+      if (message.status === "streaming") resumeTarget = { article, message };
+      else if (message.status !== "complete" || message.finish_reason === "length") {
+        applyStatus(article, {
+          status: message.status,
+          finishReason: message.finish_reason,
+          code: message.status === "interrupted" ? "interrupted" : message.error_code,
+        });
+      }
+    }
+  }
+  showEmptyState();
+  updateMessageChrome();
+  state.stick = true;
+  scrollToBottom(true);
+  const record = inflight || readInflight();
+  if (resumeTarget) {
+    const { article, message } = resumeTarget;
+    const info = messages.get(article);
+    let lastEventId = 0;
+    if (record && record.message_id === message.id && typeof record.text === "string" && record.text.length >= info.text.length) {
+      // Our saved text is consistent with its event id; the database copy may lag behind.
+      info.text = record.text;
+      lastEventId = Number(record.last_event_id) || 0;
+      renderNow(article);
+    }
+    const stream = new AnswerStream(article, {
+      conversationId: id,
+      messageId: message.id,
+      lastEventId,
+      userText: previousUserText(article),
+    });
+    runStream(stream, "resume");
+  } else if (record && record.conversation_id === id) {
+    clearInflight();
+  }
+}
+
+// ------------------------------------------------------------------------------ start
+
+async function init({ reopen = false } = {}) {
+  setSidebar(false, { focus: false });
+  onInput();
+  try {
+    await loadConversations();
+  } catch {
+    showEmptyState();
+    return;
+  }
+  const record = readInflight();
+  let target = state.conversations.length ? state.conversations[0].id : null;
+  if (record && state.conversations.some((c) => c.id === record.conversation_id)) target = record.conversation_id;
+  else if (record) clearInflight();
+  await openConversation(target, { inflight: record });
+  if (!reopen && !narrow.matches) dom.input.focus({ preventScroll: true });
+}
+
+markdownReady.then((available) => {
+  if (!available) return;
+  for (const article of dom.container.querySelectorAll('.message[data-role="assistant"]')) {
+    renderNow(article);
+  }
+});
+
+init();
