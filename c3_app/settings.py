@@ -237,6 +237,8 @@ LOGGING = {
         # The openai SDK and httpx log request URLs and headers at DEBUG only.
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
         "django.db.backends": {"level": "INFO"},
     },

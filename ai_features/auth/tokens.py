@@ -48,10 +48,21 @@ def session_store(session_key: str | None):
     return engine.SessionStore(session_key)
 
 
+async def _keep_session_key() -> None:
+    """Stands in for acycle_key: see aget_user_for_session."""
+
+
 async def aget_user_for_session(session_key: str | None):
-    """The user a session belongs to, checked exactly as Django's auth middleware does."""
-    request = SimpleNamespace(session=session_store(session_key))
-    return await aget_user(request)
+    """The user a session belongs to, checked exactly as Django's auth middleware does.
+
+    One difference: a session verified by a SECRET_KEY_FALLBACKS hash is not re-keyed, as
+    Django's middleware would do. This service cannot send the browser the new cookie, so
+    re-keying here would delete the session the browser holds (logging the user out of
+    c3-app) and kill the token that names it. c3-app re-keys it on the user's next visit.
+    """
+    session = session_store(session_key)
+    session.acycle_key = _keep_session_key
+    return await aget_user(SimpleNamespace(session=session))
 
 
 async def averify_stream_token(token: str):

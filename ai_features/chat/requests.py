@@ -35,7 +35,8 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     """
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: nesting a few thousand levels deep fits easily in the body limit.
         raise InvalidRequest("JSON の形式が正しくありません。") from None
     if not isinstance(data, dict):
         raise InvalidRequest("JSON オブジェクトを送ってください。")

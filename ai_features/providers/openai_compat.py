@@ -62,8 +62,12 @@ class OpenAICompatibleProvider:
                     **kwargs, stream_options={"include_usage": True}
                 )
             except openai.BadRequestError:
-                logger.info("upstream refused stream_options; retrying without usage")
+                # Any 400 lands here (a refused prompt too): only a retry that succeeds
+                # without stream_options shows that they were the reason.
+                stream = await self.client.chat.completions.create(**kwargs)
+                logger.info("upstream refused stream_options; streaming without usage")
                 self._usage_supported = False
+                return stream
         return await self.client.chat.completions.create(**kwargs)
 
     async def astream(self, messages: list[dict[str, str]]) -> AsyncIterator[Delta]:

@@ -50,6 +50,8 @@ def create_app(service: ChatService | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.chat = service or ChatService()
+        # Build the provider (and import the SDK) now, not on the first user's request.
+        app.state.chat.provider_factory()
         repaired = await persistence.expire_stale_streaming()
         if repaired:
             logger.info("marked %d stale streaming message(s) interrupted", repaired)

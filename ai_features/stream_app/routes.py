@@ -38,7 +38,8 @@ def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> EventSourceResponse
         first = True
         async for item in events:
             yield sse.encode(item, first=first)
-            first = False
+            # `retry:` rides on the first event, even when pings came before it.
+            first = first and isinstance(item, Ping)
 
     return EventSourceResponse(
         encoded(),

@@ -47,7 +47,7 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise InvalidRequest("JSON の形式が正しくありません。") from None
     if not isinstance(data, dict):
         raise InvalidRequest("JSON オブジェクトを送ってください。")

@@ -37,6 +37,7 @@ class CoreLoop:
                 thread.start()
                 self._loop, self._pid = loop, os.getpid()
                 self._service = ChatService()
+                self._service.provider_factory()  # import the SDK before the first token
             return self._loop
 
     @property

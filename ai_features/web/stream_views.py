@@ -37,7 +37,8 @@ def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> StreamingHttpRespon
         first = True
         for item in core_loop.iterate(events):
             yield sse.encode(item, first=first)
-            first = False
+            # `retry:` rides on the first event, even when pings came before it.
+            first = first and isinstance(item, Ping)
 
     return StreamingHttpResponse(
         encoded(), content_type=sse.SSE_CONTENT_TYPE, headers=sse.SSE_HEADERS

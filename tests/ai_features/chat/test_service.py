@@ -1,0 +1,839 @@
+"""The streaming core (ChatService) on a real database, with a scripted provider.
+
+The provider is a small object implementing the ChatProvider protocol: it yields the deltas
+it was given, and can pause at a gate or look at the database while the answer streams.
+Every test checks both what a reader of the stream got and what was stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+
+from ai_features.chat import persistence
+from ai_features.chat.errors import NotFound, RateLimited, ServerRestarting
+from ai_features.chat.events import PING, START_TEXT, ChatEvent, Ping
+from ai_features.chat.limits import RateLimit
+from ai_features.chat.requests import ChatRequest
+from ai_features.chat.service import (
+    INTERNAL_ERROR_MESSAGE,
+    INTERRUPTED_MESSAGE,
+    RESTARTING_MESSAGE,
+    ChatService,
+)
+from ai_features.models import Conversation, Message
+from ai_features.providers import Delta, ProviderError, Usage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+User = get_user_model()
+MODEL = "scripted-model"
+
+
+# --- a scripted provider ---------------------------------------------------------------------
+
+
+class Gate:
+    """A step that pauses the answer until released (or cancelled by stop/shutdown)."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.reached.set()
+        await self.released.wait()
+
+    def release(self) -> None:
+        self.released.set()
+
+
+Step = Delta | BaseException | Callable[[], Awaitable[None]]
+
+
+class ScriptedProvider:
+    """Yields its steps in order: a Delta is sent, an exception raised, a callable awaited.
+
+    `reply` (optional) makes the steps depend on the messages received, so one provider
+    can answer several turns of a conversation."""
+
+    model = MODEL
+
+    def __init__(
+        self,
+        steps: Iterable[Step] = (),
+        *,
+        reply: Callable[[list[dict[str, str]]], Iterable[Step]] | None = None,
+        on_call: Callable[[list[dict[str, str]]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.steps = list(steps)
+        self.reply = reply
+        self.on_call = on_call
+        self.calls: list[list[dict[str, str]]] = []
+        self.closed = 0
+
+    async def astream(self, messages: list[dict[str, str]]) -> AsyncIterator[Delta]:
+        self.calls.append([dict(m) for m in messages])
+        try:
+            if self.on_call is not None:
+                await self.on_call(messages)
+            steps = self.reply(messages) if self.reply is not None else self.steps
+            for step in steps:
+                if isinstance(step, Delta):
+                    yield step
+                elif isinstance(step, BaseException):
+                    raise step
+                else:
+                    await step()
+        finally:
+            self.closed += 1
+
+
+def words(*texts: str, usage: Usage | None = None, reason: str = "stop") -> list[Step]:
+    return [*(Delta(text=t) for t in texts), Delta(finish_reason=reason, usage=usage)]
+
+
+def echo_reply(messages: list[dict[str, str]]) -> list[Step]:
+    return words(f"re: {messages[-1]['content']}")
+
+
+def make_service(provider: ScriptedProvider, **overrides: Any) -> ChatService:
+    options: dict[str, Any] = {
+        "rate_limit": RateLimit(0),
+        "max_concurrent": 0,
+        "heartbeat": 30.0,
+        "save_interval": 30.0,
+        "shutdown_grace": 0.2,
+    }
+    options.update(overrides)
+    return ChatService(provider_factory=lambda: provider, **options)
+
+
+async def collect(
+    service: ChatService, message_id: str, after_id: int = 0, *, keep_pings: bool = False
+) -> list[Any]:
+    items: list[ChatEvent | Ping] = []
+    async with asyncio.timeout(15):
+        async for item in service.follow(message_id, after_id):
+            if keep_pings or isinstance(item, ChatEvent):
+                items.append(item)
+    return items
+
+
+async def drain(events: AsyncIterator[ChatEvent | Ping]) -> list[ChatEvent]:
+    items: list[ChatEvent] = []
+    async with asyncio.timeout(15):
+        async for item in events:
+            if isinstance(item, ChatEvent):
+                items.append(item)
+    return items
+
+
+async def chat(
+    service: ChatService, user: AbstractBaseUser, message: str, **request: Any
+) -> tuple[persistence.PreparedChat, list[ChatEvent]]:
+    prepared = await service.start(user.pk, ChatRequest(message=message, **request))
+    return prepared, await collect(service, prepared.assistant_message_id)
+
+
+def text_of(events: list[ChatEvent]) -> str:
+    return "".join(e.data["content"] for e in events if e.type == "content")
+
+
+# --- the database, read from the same thread the core writes from ---------------------------
+
+
+@sync_to_async
+def stored(message_id: str) -> Message:
+    return Message.objects.get(pk=message_id)
+
+
+@sync_to_async
+def rows(user: AbstractBaseUser) -> list[tuple[str, str, str]]:
+    return list(
+        Message.objects.filter(conversation__owner=user)
+        .order_by("created_at")
+        .values_list("role", "content", "status")
+    )
+
+
+@sync_to_async
+def conversation_ids(user: AbstractBaseUser) -> list[str]:
+    return [str(pk) for pk in Conversation.objects.filter(owner=user).values_list("pk", flat=True)]
+
+
+# No password: hashing one costs more than most of these tests, and none logs in.
+@pytest.fixture
+def alice(transactional_db: None) -> AbstractBaseUser:
+    return User.objects.create_user("alice")
+
+
+@pytest.fixture
+def bob(transactional_db: None) -> AbstractBaseUser:
+    return User.objects.create_user("bob")
+
+
+# --- one answer, start to end ----------------------------------------------------------------
+
+
+async def test_events_are_start_content_done_with_ids_from_one(alice: AbstractBaseUser) -> None:
+    provider = ScriptedProvider(
+        [
+            Delta(text="Hel"),
+            Delta(text="lo "),
+            Delta(text=""),  # nothing to send
+            Delta(text="world"),
+            Delta(finish_reason="stop", usage=Usage(7, 3)),
+        ]
+    )
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "Say hello")
+
+    assert [e.type for e in events] == ["start", "content", "content", "content", "done"]
+    assert [e.id for e in events] == [1, 2, 3, 4, 5]
+    mid = prepared.assistant_message_id
+    assert events[0].data == {
+        "type": "start",
+        "content": START_TEXT,
+        "conversation_id": prepared.conversation_id,
+        "message_id": mid,
+    }
+    assert [e.data["content"] for e in events[1:4]] == ["Hel", "lo ", "world"]
+    assert events[-1].data == {
+        "type": "done",
+        "content": "",
+        "message_id": mid,
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+    }
+
+    answer = await stored(mid)
+    assert answer.role == Message.Role.ASSISTANT
+    assert answer.content == "Hello world"
+    assert answer.status == Message.Status.COMPLETE
+    assert answer.finish_reason == "stop"
+    assert (answer.prompt_tokens, answer.completion_tokens) == (7, 3)
+    assert answer.model == MODEL
+    assert answer.error_code == ""
+    assert str(answer.conversation_id) == prepared.conversation_id
+    question = await stored(prepared.user_message_id)
+    assert (question.role, question.content, question.status) == ("user", "Say hello", "complete")
+    assert question.created_at < answer.created_at
+    assert service.generations == {}
+
+
+async def test_user_message_is_stored_before_the_provider_is_called(
+    alice: AbstractBaseUser,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def look_at_the_database(messages: list[dict[str, str]]) -> None:
+        seen["rows"] = await rows(alice)
+
+    provider = ScriptedProvider(words("ok"), on_call=look_at_the_database)
+    service = make_service(provider)
+
+    _prepared, events = await chat(service, alice, "What is stored first?")
+
+    # When the model was called, the question was there, and an empty answer streaming.
+    assert seen["rows"] == [
+        ("user", "What is stored first?", "complete"),
+        ("assistant", "", "streaming"),
+    ]
+    assert provider.calls[0][-1] == {"role": "user", "content": "What is stored first?"}
+    assert events[-1].type == "done"
+    assert await rows(alice) == [
+        ("user", "What is stored first?", "complete"),
+        ("assistant", "ok", "complete"),
+    ]
+
+
+async def test_answer_is_streaming_while_generated_then_complete(alice: AbstractBaseUser) -> None:
+    gate = Gate()
+    provider = ScriptedProvider([Delta(text="half "), gate, *words("done")])
+    service = make_service(provider, save_interval=0)
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+
+    await asyncio.wait_for(gate.reached.wait(), 10)
+    during = await stored(mid)
+    gate.release()
+    events = await collect(service, mid)
+    after = await stored(mid)
+
+    assert (during.status, during.content, during.finish_reason) == ("streaming", "half ", "")
+    assert (after.status, after.content, after.finish_reason) == ("complete", "half done", "stop")
+    assert text_of(events) == "half done"
+
+
+async def test_conversation_title_comes_from_the_first_message(alice: AbstractBaseUser) -> None:
+    service = make_service(ScriptedProvider(reply=echo_reply))
+    first, _ = await chat(service, alice, "  Plan   a trip\nto Kyoto  ")
+    await chat(service, alice, "And Osaka?", conversation_id=first.conversation_id)
+
+    conversation = await Conversation.objects.aget(pk=first.conversation_id)
+    assert conversation.title == "Plan a trip to Kyoto"
+
+
+# --- context sent to the model ---------------------------------------------------------------
+
+
+async def test_context_is_the_last_max_chat_history_messages(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.MAX_CHAT_HISTORY = 3
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q0")
+    for i in range(1, 4):
+        await chat(service, alice, f"q{i}", conversation_id=first.conversation_id)
+
+    await chat(service, alice, "q4", conversation_id=first.conversation_id)
+
+    system = {"role": "system", "content": django_settings.CHAT_SYSTEM_PROMPT}
+    assert provider.calls[-1] == [
+        system,
+        {"role": "assistant", "content": "re: q2"},
+        {"role": "user", "content": "q3"},
+        {"role": "assistant", "content": "re: q3"},
+        {"role": "user", "content": "q4"},
+    ]
+    # The first turn had nothing earlier; the second had the whole first exchange.
+    assert provider.calls[0] == [system, {"role": "user", "content": "q0"}]
+    assert provider.calls[1] == [
+        system,
+        {"role": "user", "content": "q0"},
+        {"role": "assistant", "content": "re: q0"},
+        {"role": "user", "content": "q1"},
+    ]
+    assert len(await rows(alice)) == 10
+
+
+async def test_include_history_false_sends_only_system_and_the_new_message(
+    alice: AbstractBaseUser,
+) -> None:
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q0")
+    await chat(service, alice, "q1", conversation_id=first.conversation_id)
+
+    await chat(
+        service, alice, "fresh", conversation_id=first.conversation_id, include_history=False
+    )
+
+    assert provider.calls[-1] == [
+        {"role": "system", "content": django_settings.CHAT_SYSTEM_PROMPT},
+        {"role": "user", "content": "fresh"},
+    ]
+    # Still stored in the same conversation.
+    assert [r[1] for r in await rows(alice)][-2:] == ["fresh", "re: fresh"]
+
+
+async def test_failed_answers_are_not_sent_back_as_context(alice: AbstractBaseUser) -> None:
+    turns = iter(
+        [
+            words("good answer"),
+            [Delta(text="broken half"), ProviderError("upstream_disconnected")],
+            words("fine"),
+        ]
+    )
+    provider = ScriptedProvider(reply=lambda _messages: next(turns))
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q0")
+    await chat(service, alice, "q1", conversation_id=first.conversation_id)
+
+    await chat(service, alice, "q2", conversation_id=first.conversation_id)
+
+    assert [m["content"] for m in provider.calls[-1][1:]] == ["q0", "good answer", "q1", "q2"]
+
+
+# --- which conversation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["other user's", "unknown", "malformed"])
+async def test_conversation_of_another_user_is_not_found_and_nothing_is_stored(
+    alice: AbstractBaseUser, bob: AbstractBaseUser, kind: str
+) -> None:
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider, max_concurrent=1)
+    bobs, _ = await chat(service, bob, "bob's secret")
+    target = {
+        "other user's": bobs.conversation_id,
+        "unknown": "0b7c1f3e-2d43-4d1e-9a7b-5a1de0f3c001",
+        "malformed": "'; DROP TABLE ai_features_message; --",
+    }[kind]
+    calls_before = len(provider.calls)
+
+    with pytest.raises(NotFound) as caught:
+        await service.start(alice.pk, ChatRequest(message="let me in", conversation_id=target))
+
+    assert caught.value.status == 404 and caught.value.code == "not_found"
+    assert len(provider.calls) == calls_before
+    assert await rows(alice) == []
+    assert await conversation_ids(alice) == []
+    assert await rows(bob) == [
+        ("user", "bob's secret", "complete"),
+        ("assistant", "re: bob's secret", "complete"),
+    ]
+    # The refused request held no concurrency slot.
+    _prepared, events = await chat(service, alice, "my own")
+    assert events[-1].type == "done"
+
+
+async def test_no_conversation_id_continues_the_most_recent_one(alice: AbstractBaseUser) -> None:
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider)
+    older, _ = await chat(service, alice, "first topic")
+    newer, _ = await chat(service, alice, "second topic", conversation_id=None)
+    # Without an id the second message went on in the only conversation there was.
+    assert newer.conversation_id == older.conversation_id
+
+    other = await sync_to_async(Conversation.objects.create)(owner=alice, title="other")
+    # `other` is now the most recently updated conversation.
+    third, _ = await chat(service, alice, "third")
+    assert third.conversation_id == str(other.pk)
+
+    await chat(service, alice, "back to first", conversation_id=older.conversation_id)
+    fourth, _ = await chat(service, alice, "fourth")
+    assert fourth.conversation_id == older.conversation_id
+    assert len(await conversation_ids(alice)) == 2
+
+
+async def test_first_message_ever_creates_a_conversation(
+    alice: AbstractBaseUser, bob: AbstractBaseUser
+) -> None:
+    service = make_service(ScriptedProvider(reply=echo_reply))
+    bobs, _ = await chat(service, bob, "bob first")
+    assert await conversation_ids(alice) == []
+
+    prepared, _ = await chat(service, alice, "hello")
+
+    assert await conversation_ids(alice) == [prepared.conversation_id]
+    assert prepared.conversation_id != bobs.conversation_id
+    assert await rows(alice) == [
+        ("user", "hello", "complete"),
+        ("assistant", "re: hello", "complete"),
+    ]
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+async def test_provider_error_mid_stream_ends_with_one_error_and_keeps_the_text(
+    alice: AbstractBaseUser,
+) -> None:
+    provider = ScriptedProvider(
+        [Delta(text="part one "), Delta(text="part two"), ProviderError("upstream_disconnected")]
+    )
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "go")
+
+    mid = prepared.assistant_message_id
+    assert [e.type for e in events] == ["start", "content", "content", "error"]
+    assert [e.id for e in events] == [1, 2, 3, 4]
+    assert events[-1].data == {
+        "type": "error",
+        "content": ProviderError.MESSAGES["upstream_disconnected"],
+        "code": "upstream_disconnected",
+        "message_id": mid,
+    }
+    answer = await stored(mid)
+    assert answer.status == Message.Status.ERROR
+    assert answer.content == "part one part two"
+    assert answer.error_code == "upstream_disconnected"
+    assert answer.finish_reason == "error"
+    assert answer.prompt_tokens is None
+
+
+async def test_unexpected_exception_is_an_internal_error_without_its_text(
+    alice: AbstractBaseUser,
+) -> None:
+    secret = "postgres://admin:hunter2@db.internal/prod sk-live-123"
+    provider = ScriptedProvider([Delta(text="a"), RuntimeError(secret)])
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "go")
+
+    final = events[-1]
+    assert final.type == "error" and final.data["code"] == "internal_error"
+    assert final.data["content"] == INTERNAL_ERROR_MESSAGE
+    assert all(secret not in str(e.data) for e in events)
+    answer = await stored(prepared.assistant_message_id)
+    assert (answer.status, answer.content, answer.error_code) == ("error", "a", "internal_error")
+    assert secret not in answer.content
+
+
+async def test_partial_text_is_saved_while_streaming_but_not_per_token(
+    alice: AbstractBaseUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saves: list[str] = []
+    real_save_partial = persistence.save_partial
+
+    async def counting_save_partial(message_id: str, content: str) -> None:
+        saves.append(content)
+        await real_save_partial(message_id, content)
+
+    monkeypatch.setattr(persistence, "save_partial", counting_save_partial)
+    mid_stream: dict[str, str] = {}
+    message_id: dict[str, str] = {}
+
+    async def look() -> None:
+        mid_stream["content"] = (await stored(message_id["id"])).content
+
+    async def pause() -> None:
+        await asyncio.sleep(0.01)
+
+    bursts, per_burst = 50, 20
+    steps: list[Step] = []
+    for b in range(bursts):
+        steps += [Delta(text=f"t{b}.{i} ") for i in range(per_burst)]
+        steps.append(pause)
+        if b == 35:
+            steps.append(look)
+    steps.append(Delta(finish_reason="stop"))
+    provider = ScriptedProvider(steps)
+    service = make_service(provider, save_interval=0.05)
+
+    prepared = await service.start(alice.pk, ChatRequest(message="a long answer"))
+    message_id["id"] = prepared.assistant_message_id
+    events = await collect(service, prepared.assistant_message_id)
+
+    full = text_of(events)
+    tokens = bursts * per_burst
+    assert len(events) == tokens + 2
+    # 36 pauses of 10 ms had passed: with a 50 ms interval the text had been saved.
+    assert mid_stream["content"]
+    assert full.startswith(mid_stream["content"])
+    assert 1 <= len(saves) <= tokens // 10, len(saves)
+    assert all(full.startswith(s) for s in saves)
+    assert [len(s) for s in saves] == sorted({len(s) for s in saves})  # growing, no repeats
+    assert (await stored(prepared.assistant_message_id)).content == full
+
+
+# --- stop and shutdown -----------------------------------------------------------------------
+
+
+async def test_stop_ends_with_done_stopped_and_keeps_the_text(alice: AbstractBaseUser) -> None:
+    gate = Gate()
+    provider = ScriptedProvider([Delta(text="one "), Delta(text="two "), gate, *words("never")])
+    service = make_service(provider)
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+    await asyncio.wait_for(gate.reached.wait(), 10)
+
+    snapshot = await service.stop(alice.pk, mid)
+
+    assert (snapshot.status, snapshot.content, snapshot.finish_reason) == (
+        "stopped",
+        "one two ",
+        "stopped",
+    )
+    events = await collect(service, mid)
+    assert [e.type for e in events] == ["start", "content", "content", "done"]
+    assert events[-1].data == {
+        "type": "done",
+        "content": "",
+        "message_id": mid,
+        "finish_reason": "stopped",
+        "usage": None,
+    }
+    answer = await stored(mid)
+    assert (answer.status, answer.content, answer.finish_reason) == (
+        "stopped",
+        "one two ",
+        "stopped",
+    )
+    assert provider.closed == 1  # the provider's stream was closed, not left running
+    assert service.generations == {}
+    # Stopping again is harmless and changes nothing.
+    again = await service.stop(alice.pk, mid)
+    assert again.status == "stopped"
+    assert (await stored(mid)).content == "one two "
+
+
+async def test_stop_by_another_user_is_not_found_and_changes_nothing(
+    alice: AbstractBaseUser, bob: AbstractBaseUser
+) -> None:
+    gate = Gate()
+    service = make_service(ScriptedProvider([Delta(text="a"), gate, *words("b")]))
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+    await asyncio.wait_for(gate.reached.wait(), 10)
+
+    with pytest.raises(NotFound):
+        await service.stop(bob.pk, mid)
+
+    gate.release()
+    events = await collect(service, mid)
+    assert events[-1].data["finish_reason"] == "stop"
+    assert (await stored(mid)).status == "complete"
+
+
+async def test_shutdown_interrupts_what_outlives_the_grace_period(
+    alice: AbstractBaseUser,
+) -> None:
+    gate = Gate()
+    provider = ScriptedProvider([Delta(text="partial"), gate, *words("never")])
+    service = make_service(provider, shutdown_grace=0.2)
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+    await asyncio.wait_for(gate.reached.wait(), 10)
+
+    await asyncio.wait_for(service.shutdown(), 15)
+
+    events = await collect(service, mid)
+    assert [e.type for e in events] == ["start", "content", "error"]
+    assert events[-1].data == {
+        "type": "error",
+        "content": RESTARTING_MESSAGE,
+        "code": "server_restarting",
+        "message_id": mid,
+    }
+    answer = await stored(mid)
+    assert (answer.status, answer.content, answer.error_code) == (
+        "interrupted",
+        "partial",
+        "server_restarting",
+    )
+    # New streams are refused, and nothing of them is stored.
+    with pytest.raises(ServerRestarting) as caught:
+        await service.start(alice.pk, ChatRequest(message="too late"))
+    assert caught.value.status == 503
+    assert len(await rows(alice)) == 2
+
+
+async def test_shutdown_lets_answers_finish_within_the_grace_period(
+    alice: AbstractBaseUser,
+) -> None:
+    async def think() -> None:
+        await asyncio.sleep(0.2)
+
+    service = make_service(
+        ScriptedProvider([Delta(text="slow "), think, *words("but complete")]), shutdown_grace=30
+    )
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+
+    await asyncio.wait_for(service.shutdown(), 15)
+
+    events = await collect(service, prepared.assistant_message_id)
+    assert events[-1].type == "done" and events[-1].data["finish_reason"] == "stop"
+    answer = await stored(prepared.assistant_message_id)
+    assert (answer.status, answer.content) == ("complete", "slow but complete")
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+async def test_concurrent_streams_per_user_are_capped(
+    alice: AbstractBaseUser, bob: AbstractBaseUser
+) -> None:
+    gate = Gate()
+    provider = ScriptedProvider([Delta(text="x"), gate, *words("y")])
+    service = make_service(provider, max_concurrent=2)
+
+    # All at once: the slots are reserved before the first await, so only two get one.
+    results = await asyncio.gather(
+        *(service.start(alice.pk, ChatRequest(message=f"m{i}")) for i in range(4)),
+        return_exceptions=True,
+    )
+
+    started = [r for r in results if isinstance(r, persistence.PreparedChat)]
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert len(started) == 2 and len(refused) == 2, results
+    for error in refused:
+        assert error.status == 429 and error.code == "rate_limited"
+        assert isinstance(error.retry_after, int) and error.retry_after > 0
+    assert [r[0] for r in await rows(alice)].count("user") == 2
+    # Per user: bob is not affected.
+    bobs = await service.start(bob.pk, ChatRequest(message="bob"))
+    # A finished (here: stopped) stream frees its slot.
+    await service.stop(alice.pk, started[0].assistant_message_id)
+    again = await service.start(alice.pk, ChatRequest(message="again"))
+
+    gate.release()
+    for prepared in (started[1], bobs, again):
+        assert (await collect(service, prepared.assistant_message_id))[-1].type == "done"
+
+
+async def test_rate_limit_per_minute_refuses_with_retry_after(
+    alice: AbstractBaseUser, bob: AbstractBaseUser
+) -> None:
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider, rate_limit=RateLimit(2))
+    await chat(service, alice, "one")
+    await chat(service, alice, "two")
+
+    with pytest.raises(RateLimited) as caught:
+        await service.start(alice.pk, ChatRequest(message="three"))
+
+    assert caught.value.status == 429
+    assert caught.value.retry_after is not None and 1 <= caught.value.retry_after <= 60
+    assert [r[1] for r in await rows(alice) if r[0] == "user"] == ["one", "two"]
+    assert len(provider.calls) == 2
+    _prepared, events = await chat(service, bob, "bob is counted apart")
+    assert events[-1].type == "done"
+
+
+# --- reading: heartbeats and resume ----------------------------------------------------------
+
+
+async def test_follow_sends_pings_while_the_log_is_quiet(alice: AbstractBaseUser) -> None:
+    async def slow_first_token() -> None:
+        await asyncio.sleep(0.5)
+
+    service = make_service(ScriptedProvider([slow_first_token, *words("finally")]), heartbeat=0.05)
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+
+    items = await collect(service, prepared.assistant_message_id, keep_pings=True)
+
+    kinds = ["ping" if item is PING else item.type for item in items]
+    assert kinds[0] == "start" and kinds[-2:] == ["content", "done"]
+    # 0.5 s of silence at a 0.05 s heartbeat: about ten pings; ask for far fewer.
+    assert kinds.count("ping") >= 3
+    assert set(kinds[1 : kinds.index("content")]) == {"ping"}
+
+
+async def test_resume_from_the_log_gives_exactly_the_rest(alice: AbstractBaseUser) -> None:
+    service = make_service(ScriptedProvider(words("a", "b", "c", "d", usage=Usage(1, 4))))
+    prepared, full = await chat(service, alice, "go")
+    mid = prepared.assistant_message_id
+    assert len(full) == 6
+
+    for k in range(len(full)):
+        rest = await drain(await service.resume(alice.pk, mid, k))
+        assert rest == full[k:], k
+    # A reader that saw everything still gets the final event (and nothing else).
+    assert await drain(await service.resume(alice.pk, mid, len(full))) == [full[-1]]
+
+
+async def test_resume_while_live_after_a_disconnect(alice: AbstractBaseUser) -> None:
+    gate = Gate()
+    provider = ScriptedProvider([Delta(text="a"), Delta(text="b"), gate, *words("c", "d")])
+    service = make_service(provider)
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+
+    first_part: list[ChatEvent] = []
+    reader = service.follow(mid)
+    async for item in reader:
+        if isinstance(item, ChatEvent):
+            first_part.append(item)
+        if len(first_part) == 3:
+            break
+    await reader.aclose()  # the client went away; the generation must go on
+    gate.release()
+    rest = await drain(await service.resume(alice.pk, mid, first_part[-1].id))
+
+    events = first_part + rest
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert text_of(events) == "abcd"
+    assert events[-1].type == "done"
+    assert (await stored(mid)).content == "abcd"
+
+
+async def test_resume_of_another_users_message_is_not_found(
+    alice: AbstractBaseUser, bob: AbstractBaseUser
+) -> None:
+    service = make_service(ScriptedProvider(words("private")))
+    prepared, _ = await chat(service, alice, "go")
+
+    with pytest.raises(NotFound):
+        await service.resume(bob.pk, prepared.assistant_message_id, 0)
+    with pytest.raises(NotFound):
+        await service.resume(alice.pk, prepared.user_message_id, 0)  # not an answer
+
+
+async def test_resume_of_a_finished_message_from_the_database(alice: AbstractBaseUser) -> None:
+    first_process = make_service(ScriptedProvider(words("Hello, ", "world", usage=Usage(4, 2))))
+    prepared, live = await chat(first_process, alice, "go")
+    mid = prepared.assistant_message_id
+    # Another process (or a restart): its log has never seen this message.
+    second_process = make_service(ScriptedProvider())
+
+    events = await drain(await second_process.resume(alice.pk, mid, 0))
+
+    assert [(e.id, e.type) for e in events] == [(1, "start"), (2, "content"), (3, "done")]
+    assert events[0].data["message_id"] == mid
+    assert events[0].data["conversation_id"] == prepared.conversation_id
+    assert events[1].data["content"] == "Hello, world" == text_of(live)
+    assert events[2].data == live[-1].data
+    # After Last-Event-ID 7 the ids go on from 8; `start` tells the client to reset.
+    later = await drain(await second_process.resume(alice.pk, mid, 7))
+    assert [(e.id, e.type) for e in later] == [(8, "start"), (9, "content"), (10, "done")]
+
+
+@pytest.mark.parametrize(
+    ("script", "final"),
+    [
+        (
+            [Delta(text="half"), ProviderError("upstream_timeout")],
+            {"type": "error", "code": "upstream_timeout"},
+        ),
+        ("stop", {"type": "done", "finish_reason": "stopped"}),
+        ("shutdown", {"type": "error", "code": "interrupted", "content": INTERRUPTED_MESSAGE}),
+    ],
+    ids=["error", "stopped", "interrupted"],
+)
+async def test_resume_from_the_database_ends_as_the_message_ended(
+    alice: AbstractBaseUser, script: Any, final: dict[str, str]
+) -> None:
+    gate = Gate()
+    steps = script if isinstance(script, list) else [Delta(text="half"), gate]
+    first_process = make_service(ScriptedProvider(steps), shutdown_grace=0)
+    prepared = await first_process.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+    if script == "stop":
+        await asyncio.wait_for(gate.reached.wait(), 10)
+        await first_process.stop(alice.pk, mid)
+    elif script == "shutdown":
+        await asyncio.wait_for(gate.reached.wait(), 10)
+        await first_process.shutdown()
+    await collect(first_process, mid)
+
+    events = await drain(await make_service(ScriptedProvider()).resume(alice.pk, mid, 0))
+
+    assert [e.type for e in events] == ["start", "content", final["type"]]
+    assert events[1].data["content"] == "half"
+    assert final.items() <= events[-1].data.items()
+    assert events[-1].data["message_id"] == mid
+
+
+async def test_resume_from_the_database_follows_an_answer_another_process_writes(
+    alice: AbstractBaseUser,
+) -> None:
+    gate = Gate()
+    writer = make_service(
+        ScriptedProvider([Delta(text="abc"), Delta(text=""), gate, *words("def")]),
+        save_interval=0,
+    )
+    prepared = await writer.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+    await asyncio.wait_for(gate.reached.wait(), 10)
+    reader_process = make_service(ScriptedProvider(), save_interval=0.02, heartbeat=30)
+
+    events = await reader_process.resume(alice.pk, mid, 0)
+    got: list[ChatEvent] = []
+    async with asyncio.timeout(15):
+        async for item in events:
+            if not isinstance(item, ChatEvent):
+                continue
+            got.append(item)
+            if len(got) == 2:
+                # The stored part has been replayed; now the writer finishes.
+                assert [e.type for e in got] == ["start", "content"]
+                assert got[1].data["content"] == "abc"
+                gate.release()
+
+    assert text_of(got) == "abcdef"
+    assert got[-1].type == "done"
+    assert [e.id for e in got] == list(range(1, len(got) + 1))
+    await collect(writer, mid)
