@@ -179,6 +179,7 @@ class ChatClient:
         via: str = "stream",
         token: str | None = None,
         query_token: bool = False,
+        cookies: bool = False,
         timeout: float | None = None,
     ) -> StreamResult:
         base = self.app_url if via == "app" else self.stream_url
@@ -188,9 +189,9 @@ class ChatClient:
             params["token"] = token
         elif token:
             headers["Authorization"] = f"Bearer {token}"
-        cookies = self.http.cookies if via == "app" else None
+        jar = self.http.cookies if via == "app" or cookies else None
         with (
-            httpx.Client(timeout=timeout or self.timeout, cookies=cookies) as client,
+            httpx.Client(timeout=timeout or self.timeout, cookies=jar) as client,
             client.stream(
                 "GET", f"{base}/api/ai/chat/stream/{message_id}/", headers=headers, params=params
             ) as response,
