@@ -301,7 +301,10 @@ function startRename(item, id) {
     }
     try {
       const updated = await api.json("PATCH", `${config.conversationsUrl}${encodeURIComponent(id)}/`, { title });
-      Object.assign(conversation, updated);
+      // The list may have been reloaded while the input was open: update the current copy too.
+      for (const c of [conversation, state.conversations.find((item) => item.id === id)]) {
+        if (c) Object.assign(c, updated);
+      }
     } catch {
       showComposerError(t("renameFailed"));
     }
