@@ -121,10 +121,22 @@ def prepare_chat(
 
 
 @db_task
-def save_partial(message_id: str, content: str) -> None:
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+def save_partial(message_id: str, content: str) -> bool:
+    """Save the text so far; False when the message is no longer `streaming` (stopped from
+    another process, see mark_stopped), which tells the generation to end."""
+    updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         content=content, updated_at=timezone.now()
     )
+    return updated == 1
+
+
+@db_task
+def mark_stopped(message_id: str) -> bool:
+    """Stop an answer that another process is generating: it notices at its next save."""
+    updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        status=Message.Status.STOPPED, finish_reason="stopped", updated_at=timezone.now()
+    )
+    return updated == 1
 
 
 @db_task
@@ -209,4 +221,10 @@ def get_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapsho
 @db_task
 def get_message_snapshot(message_id: str) -> MessageSnapshot:
     """Re-read a message the caller has already checked the owner of."""
-    return _snapshot(Message.objects.get(pk=message_id))
+    message = Message.objects.get(pk=message_id)
+    # A reader polling an answer whose process died must see it end, not wait forever.
+    if message.status == Message.Status.STREAMING and expire_stale_streaming_sync(
+        [message.conversation_id]
+    ):
+        message.refresh_from_db()
+    return _snapshot(message)

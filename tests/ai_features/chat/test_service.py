@@ -478,9 +478,9 @@ async def test_partial_text_is_saved_while_streaming_but_not_per_token(
     saves: list[str] = []
     real_save_partial = persistence.save_partial
 
-    async def counting_save_partial(message_id: str, content: str) -> None:
+    async def counting_save_partial(message_id: str, content: str) -> bool:
         saves.append(content)
-        await real_save_partial(message_id, content)
+        return await real_save_partial(message_id, content)
 
     monkeypatch.setattr(persistence, "save_partial", counting_save_partial)
     mid_stream: dict[str, str] = {}
@@ -558,6 +558,33 @@ async def test_stop_ends_with_done_stopped_and_keeps_the_text(alice: AbstractBas
     again = await service.stop(alice.pk, mid)
     assert again.status == "stopped"
     assert (await stored(mid)).content == "one two "
+
+
+async def test_stop_reaches_a_generation_running_in_another_process(
+    alice: AbstractBaseUser,
+) -> None:
+    """Two services stand for two processes sharing the database: the one that receives
+    the stop marks the message stopped; the one generating notices at its next save."""
+    gate = Gate()
+    provider = ScriptedProvider([Delta(text="one "), gate, Delta(text="two "), *words("never")])
+    generating = make_service(provider, save_interval=0.0)
+    elsewhere = make_service(ScriptedProvider())
+    prepared = await generating.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+    await asyncio.wait_for(gate.reached.wait(), 10)
+
+    snapshot = await elsewhere.stop(alice.pk, mid)
+    assert snapshot.status == "stopped"
+    gate.release()
+
+    events = await collect(generating, mid)
+    assert events[-1].data["type"] == "done"
+    assert events[-1].data["finish_reason"] == "stopped"
+    answer = await stored(mid)
+    assert answer.status == "stopped"
+    # Text that reached the generating process is kept, never text after the stop was seen.
+    assert answer.content.startswith("one ") and "never" not in answer.content
+    assert generating.generations == {}
 
 
 async def test_stop_by_another_user_is_not_found_and_changes_nothing(
