@@ -28,6 +28,19 @@ def encode(item: ChatEvent | Ping, *, first: bool = False) -> bytes:
     ).encode()
 
 
+class StreamEncoder:
+    """Encodes one response's events in order: `retry:` rides on the first real event,
+    even when pings went out before it (a resume waiting for the next token)."""
+
+    def __init__(self) -> None:
+        self._first = True
+
+    def __call__(self, item: ChatEvent | Ping) -> bytes:
+        encoded = encode(item, first=self._first)
+        self._first = self._first and isinstance(item, Ping)
+        return encoded
+
+
 def encode_error_body(data: dict) -> bytes:
     """The whole body of a response refused before streaming: one `error` event."""
     return encode(ChatEvent(id=0, data=data), first=True)

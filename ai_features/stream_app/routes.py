@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from django.conf import settings
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 
 from ..auth.stream_auth import authenticate
 from ..chat import sse
@@ -19,6 +20,7 @@ from ..chat.service import ChatService
 from ..chat.stream_params import last_event_id_from
 
 router = APIRouter()
+logger = logging.getLogger(__name__)
 
 
 def error_response(error: ChatError) -> Response:
@@ -33,15 +35,23 @@ def error_response(error: ChatError) -> Response:
     )
 
 
+class ChatEventSourceResponse(EventSourceResponse):
+    """Drops a reader that stopped reading with one log line instead of a traceback."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except* SendTimeoutError:
+            logger.info("dropped a client that stopped reading (the generation goes on)")
+
+
 def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> EventSourceResponse:
     async def encoded() -> AsyncIterator[bytes]:
-        first = True
+        encode = sse.StreamEncoder()
         async for item in events:
-            yield sse.encode(item, first=first)
-            # `retry:` rides on the first event, even when pings came before it.
-            first = first and isinstance(item, Ping)
+            yield encode(item)
 
-    return EventSourceResponse(
+    return ChatEventSourceResponse(
         encoded(),
         headers=sse.SSE_HEADERS,
         ping=0,  # the core sends its own pings, only while no event is due

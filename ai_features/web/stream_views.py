@@ -34,11 +34,9 @@ def error_response(error: ChatError) -> HttpResponse:
 
 def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> StreamingHttpResponse:
     def encoded():
-        first = True
+        encode = sse.StreamEncoder()
         for item in core_loop.iterate(events):
-            yield sse.encode(item, first=first)
-            # `retry:` rides on the first event, even when pings came before it.
-            first = first and isinstance(item, Ping)
+            yield encode(item)
 
     return StreamingHttpResponse(
         encoded(), content_type=sse.SSE_CONTENT_TYPE, headers=sse.SSE_HEADERS
