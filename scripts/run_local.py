@@ -34,7 +34,15 @@ def local_env() -> dict[str, str]:
     return env
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C and a plain `kill` both stop the two servers (SIGINT may arrive ignored when
+    # started from a script in the background, so the handler is installed explicitly).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     env = local_env()
     python = sys.executable
     subprocess.run(
