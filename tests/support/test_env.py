@@ -9,6 +9,12 @@ is ignored so that tests see the same configuration everywhere.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
+
+# Unit tests serve no static files, but whitenoise warns when STATIC_ROOT does not exist.
+_STATIC_ROOT = Path(tempfile.gettempdir()) / "c3-unit-test-static"
+_STATIC_ROOT.mkdir(exist_ok=True)
 
 TEST_ENV = {
     "C3_ENV_FILE": "/nonexistent/.env",
@@ -20,6 +26,7 @@ TEST_ENV = {
     "CSRF_COOKIE_SECURE": "false",
     "SECURE_HSTS_SECONDS": "0",
     "STATIC_MANIFEST": "false",
+    "STATIC_ROOT": str(_STATIC_ROOT),
     "LOG_LEVEL": "WARNING",
 }
 for _key, _value in TEST_ENV.items():
