@@ -25,5 +25,5 @@ if __name__ == "__main__":
         port=int(os.environ.get("PORT", "8001")),
         timeout_keep_alive=300,
         access_log=False,  # it would print query strings (resume URLs may carry a token)
-        timeout_graceful_shutdown=int(settings.STREAM_SHUTDOWN_GRACE_SECONDS) + 5,
+        timeout_graceful_shutdown=int(settings.STREAM_SHUTDOWN_GRACE_SECONDS) + 15,
     )

@@ -170,6 +170,8 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# API and stream endpoints answer a CSRF failure in their own format (JSON / SSE event).
+CSRF_FAILURE_VIEW = "ai_features.web.csrf.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 # Set to a shared parent domain (".example.com") when both services live under it, so the
 # stream service receives the session cookie; leave unset on two *.onrender.com hosts.

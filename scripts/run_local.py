@@ -19,8 +19,12 @@ STREAM_PORT = int(os.environ.get("STREAM_PORT", "8001"))
 
 
 def local_env() -> dict[str, str]:
+    # The environment wins, then `.env`, then these local defaults: read `.env` first so
+    # that the defaults below only fill what neither sets.
+    import environ
+
+    environ.Env.read_env(os.environ.get("C3_ENV_FILE", ROOT / ".env"))
     env = dict(os.environ)
-    # `.env` values still win: setdefault only fills what neither sets.
     defaults = {
         "DEBUG": "true",
         "STREAM_API_URL": f"http://127.0.0.1:{STREAM_PORT}",
@@ -67,6 +71,7 @@ def main() -> int:
                 str(STREAM_PORT),
                 "--timeout-keep-alive",
                 "300",
+                "--no-access-log",  # it prints query strings (resume URLs carry tokens)
             ],
             cwd=ROOT,
             env=env,
@@ -86,10 +91,10 @@ def main() -> int:
     finally:
         for process in processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(signal.SIGTERM)  # the stream service drains on it
         for process in processes:
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 process.kill()
     return 0

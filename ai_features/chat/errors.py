@@ -53,3 +53,11 @@ class RateLimited(ChatError):
 class ServerRestarting(ChatError):
     status, code = 503, "server_restarting"
     default_message = "サーバーが再起動中です。少し待ってから再試行してください。"
+
+
+class InternalError(ChatError):
+    """Anything unexpected (a database outage, a bug): logged with its traceback, shown to
+    the user only as this."""
+
+    status, code = 500, "internal_error"
+    default_message = "内部エラーが発生しました。もう一度お試しください。"

@@ -149,15 +149,23 @@ def finish_message(
     error_code: str = "",
     usage: dict[str, int] | None = None,
 ) -> None:
-    Message.objects.filter(pk=message_id).update(
-        content=content,
-        status=status,
-        finish_reason=finish_reason,
-        error_code=error_code,
-        prompt_tokens=usage["prompt_tokens"] if usage else None,
-        completion_tokens=usage["completion_tokens"] if usage else None,
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        if (
+            status == Message.Status.COMPLETE
+            and Message.objects.filter(pk=message_id, status=Message.Status.STOPPED).exists()
+        ):
+            # Stopped from another process just before the answer completed here: the stop
+            # was already confirmed to the user, so it stands (with the whole text).
+            status, finish_reason = Message.Status.STOPPED, "stopped"
+        Message.objects.filter(pk=message_id).update(
+            content=content,
+            status=status,
+            finish_reason=finish_reason,
+            error_code=error_code,
+            prompt_tokens=usage["prompt_tokens"] if usage else None,
+            completion_tokens=usage["completion_tokens"] if usage else None,
+            updated_at=timezone.now(),
+        )
 
 
 def _snapshot(message: Message) -> MessageSnapshot:
@@ -219,9 +227,11 @@ def get_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapsho
 
 
 @db_task
-def get_message_snapshot(message_id: str) -> MessageSnapshot:
-    """Re-read a message the caller has already checked the owner of."""
-    message = Message.objects.get(pk=message_id)
+def find_message_snapshot(message_id: str) -> MessageSnapshot | None:
+    """Re-read a message the caller has already checked the owner of (None once deleted)."""
+    message = Message.objects.filter(pk=message_id).first()
+    if message is None:
+        return None
     # A reader polling an answer whose process died must see it end, not wait forever.
     if message.status == Message.Status.STREAMING and expire_stale_streaming_sync(
         [message.conversation_id]

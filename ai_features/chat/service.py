@@ -19,7 +19,7 @@ from django.conf import settings
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
 from . import persistence
-from .errors import RateLimited, ServerRestarting
+from .errors import NotFound, RateLimited, ServerRestarting
 from .eventlog import EventLog, MemoryEventLog
 from .events import (
     PING,
@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 RESTARTING_MESSAGE = "サーバーが再起動しました。再開すると続きを読み込みます。"
 INTERNAL_ERROR_MESSAGE = "内部エラーが発生しました。もう一度お試しください。"
 INTERRUPTED_MESSAGE = "この回答はサーバーの再起動で中断されました。"
+# Ids of events replayed from the database start above this, so a resume can tell them from
+# live-log ids (see resume()).
+REPLAY_ID_BASE = 1_000_000_000
 # Even with no new text, a live generation touches its message this often, so that it is
 # never mistaken for one whose process died (see persistence.expire_stale_streaming).
 TOUCH_SECONDS = 60.0
@@ -107,6 +110,18 @@ class ChatService:
                 provider.model,
             )
             message_id = prepared.assistant_message_id
+            if not self.accepting:
+                # A shutdown began while the rows were written: nobody would drain this
+                # generation, so end it now; the question stays stored with its answer
+                # marked interrupted.
+                await persistence.finish_message(
+                    message_id,
+                    content="",
+                    status=Message.Status.INTERRUPTED,
+                    finish_reason="interrupted",
+                    error_code="server_restarting",
+                )
+                raise ServerRestarting()
             await self.log.open(message_id)
             await self.log.append(message_id, start_data(prepared.conversation_id, message_id))
             generation = Generation(message_id=message_id, user_id=user_id)
@@ -114,6 +129,7 @@ class ChatService:
             generation.task = asyncio.create_task(
                 self._generate(generation, provider, prepared), name=f"generate-{message_id}"
             )
+            generation.task.add_done_callback(self._finalize_if_never_ran)
         finally:
             self._reserved[user_id] -= 1
         logger.info("chat started message=%s", message_id)
@@ -121,9 +137,12 @@ class ChatService:
 
     # --- reading -------------------------------------------------------------------------
 
-    async def follow(self, message_id: str, after_id: int = 0) -> AsyncIterator[ChatEvent | Ping]:
+    def follow(self, message_id: str, after_id: int = 0) -> AsyncIterator[ChatEvent | Ping]:
         """Events after `after_id` until the final one, with a ping whenever the log is
         quiet for `heartbeat` seconds (also while waiting for a slow first token)."""
+        return ended_by_a_final_event(self._follow(message_id, after_id))
+
+    async def _follow(self, message_id: str, after_id: int) -> AsyncIterator[ChatEvent | Ping]:
         while True:
             events = await self.log.wait(message_id, after_id, self.heartbeat)
             if not events:
@@ -142,15 +161,19 @@ class ChatService:
         else from the database."""
         snapshot = await persistence.get_owned_assistant_message(user_id, message_id)
         if await self.log.has(snapshot.id):
-            return self.follow(snapshot.id, after_id)
-        return self._replay_stored(snapshot, after_id)
+            # An id from a database replay (another process answered before) says nothing
+            # about this log: replay it all; its `start` resets the client's text.
+            return self.follow(snapshot.id, 0 if after_id >= REPLAY_ID_BASE else after_id)
+        return ended_by_a_final_event(self._replay_stored(snapshot, after_id))
 
     async def _replay_stored(
         self, snapshot: MessageSnapshot, after_id: int
     ) -> AsyncIterator[ChatEvent | Ping]:
         """The stored text as one event after a `start` (which tells the client to reset);
         if another process is still writing it, follow the stored text until it ends."""
-        next_id = max(after_id, 0) + 1
+        # Replay ids live in their own range, so that a later resume can tell them apart
+        # from the ids of a live log (which count from 1 in the generating process).
+        next_id = max(after_id, REPLAY_ID_BASE) + 1
 
         def event(data: dict) -> ChatEvent:
             nonlocal next_id
@@ -174,7 +197,11 @@ class ChatService:
             if quiet >= self.heartbeat:
                 yield PING
                 quiet = 0.0
-            snapshot = await persistence.get_message_snapshot(snapshot.id)
+            latest = await persistence.find_message_snapshot(snapshot.id)
+            if latest is None:  # deleted meanwhile (conversation or history cleared)
+                yield event(error_data("not_found", NotFound.default_message, snapshot.id))
+                return
+            snapshot = latest
 
     # --- stopping ------------------------------------------------------------------------
 
@@ -185,13 +212,16 @@ class ChatService:
         if generation is not None and generation.task is not None:
             generation.cancel("stopped")
             await asyncio.wait({generation.task}, timeout=5)
-            snapshot = await persistence.get_message_snapshot(snapshot.id)
         elif snapshot.status == Message.Status.STREAMING:
             # Generated by another process (the other service, or one that died): mark it
             # stopped in the database; a live generator sees that at its next save.
             await persistence.mark_stopped(snapshot.id)
-            snapshot = await persistence.get_message_snapshot(snapshot.id)
-        return snapshot
+        else:
+            return snapshot
+        latest = await persistence.find_message_snapshot(snapshot.id)
+        if latest is None:
+            raise NotFound()
+        return latest
 
     # --- the generation ------------------------------------------------------------------
 
@@ -201,14 +231,18 @@ class ChatService:
         message_id = generation.message_id
         loop = asyncio.get_running_loop()
         parts: list[str] = []
-        saved_chars = 0
+        text_len = saved_chars = 0
         last_save = loop.time()
         finish_reason = "stop"
         usage: dict[str, int] | None = None
+        # Keeps the row fresh (and notices a stop from another process) even while the
+        # model sends nothing, e.g. a long wait for the first token.
+        watcher = asyncio.create_task(self._watch(generation, parts))
         try:
             async for delta in provider.astream(prepared.context):
                 if delta.text:
                     parts.append(delta.text)
+                    text_len += len(delta.text)
                     await self.log.append(message_id, content_data(delta.text))
                 if delta.finish_reason:
                     finish_reason = delta.finish_reason
@@ -216,11 +250,7 @@ class ChatService:
                     usage = delta.usage.as_dict()
                 # Partial text is saved seconds apart, never per token.
                 now = loop.time()
-                text_len = sum(map(len, parts))
-                since = now - last_save
-                if (since >= self.save_interval and text_len != saved_chars) or (
-                    since >= TOUCH_SECONDS
-                ):
+                if now - last_save >= self.save_interval and text_len != saved_chars:
                     if not await persistence.save_partial(message_id, "".join(parts)):
                         raise StoppedElsewhere()
                     saved_chars, last_save = text_len, now
@@ -243,12 +273,36 @@ class ChatService:
             logger.exception("generation failed message=%s", message_id)
             outcome = (Message.Status.ERROR, "error", "internal_error", None)
             final = error_data("internal_error", INTERNAL_ERROR_MESSAGE, message_id)
+        watcher.cancel()
         # The final write and event must land even if another cancel arrives meanwhile.
         finalize = asyncio.ensure_future(self._finalize(message_id, "".join(parts), outcome, final))
         try:
             await asyncio.shield(finalize)
         except asyncio.CancelledError:
             await finalize
+
+    async def _watch(self, generation: Generation, parts: list[str]) -> None:
+        while True:
+            await asyncio.sleep(TOUCH_SECONDS)
+            if not await persistence.save_partial(generation.message_id, "".join(parts)):
+                generation.cancel("stopped")
+                return
+
+    def _finalize_if_never_ran(self, task: asyncio.Task) -> None:
+        """A task cancelled before its first step never enters _generate's handlers: end
+        its message here, so that no reader waits forever and no slot stays taken."""
+        if not task.cancelled():
+            return
+        generation = next((g for g in self.generations.values() if g.task is task), None)
+        if generation is None:
+            return
+        if generation.cancel_reason == "stopped":
+            outcome = (Message.Status.STOPPED, "stopped", "", None)
+            final = done_data(generation.message_id, "stopped", None)
+        else:
+            outcome = (Message.Status.INTERRUPTED, "interrupted", "server_restarting", None)
+            final = error_data("server_restarting", RESTARTING_MESSAGE, generation.message_id)
+        task.get_loop().create_task(self._finalize(generation.message_id, "", outcome, final))
 
     async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> None:
         status, finish_reason, error_code, usage = outcome
@@ -283,20 +337,42 @@ class ChatService:
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_grace
+        # Starts already past the `accepting` check end on their own (see start()); the
+        # generations running now get the grace period to finish.
         tasks = {g.task for g in self.generations.values() if g.task is not None}
         if tasks:
             await asyncio.wait(tasks, timeout=self.shutdown_grace)
+        while sum(self._reserved.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         remaining = list(self.generations.values())
         for generation in remaining:
             generation.cancel("interrupted")
         tasks = {g.task for g in remaining if g.task is not None}
         if tasks:
-            await asyncio.wait(tasks, timeout=10)
+            await asyncio.wait(tasks, timeout=5)
 
     async def shutdown(self) -> None:
         self.begin_shutdown()
         assert self._drain_task is not None
         await self._drain_task
+
+
+async def ended_by_a_final_event(
+    events: AsyncIterator[ChatEvent | Ping],
+) -> AsyncIterator[ChatEvent | Ping]:
+    """The last line of the contract: a reader whose source fails unexpectedly (a database
+    outage while following stored text, a bug) still gets a final `error` event."""
+    last_id = 0
+    try:
+        async for item in events:
+            if isinstance(item, ChatEvent):
+                last_id = item.id
+            yield item
+    except Exception:
+        logger.exception("stream reader failed")
+        yield ChatEvent(id=last_id + 1, data=error_data("internal_error", INTERNAL_ERROR_MESSAGE))
 
 
 def final_data_for(snapshot: MessageSnapshot) -> dict:

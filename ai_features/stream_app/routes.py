@@ -13,7 +13,7 @@ from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from ..auth.stream_auth import authenticate
 from ..chat import sse
 from ..chat.db import db_task
-from ..chat.errors import ChatError, PayloadTooLarge
+from ..chat.errors import ChatError, InternalError, PayloadTooLarge
 from ..chat.events import ChatEvent, Ping
 from ..chat.requests import parse_chat_request
 from ..chat.service import ChatService
@@ -57,9 +57,10 @@ def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> EventSourceResponse
         ping=0,  # the core sends its own pings, only while no event is due
         # A reader that stops reading is dropped after this long; the generation goes on.
         send_timeout=settings.STREAM_SEND_TIMEOUT_SECONDS,
-        # On SIGTERM the core ends every stream itself (see ChatService._drain); this only
-        # bounds how long sse-starlette waits for that before cancelling.
-        shutdown_grace_period=settings.STREAM_SHUTDOWN_GRACE_SECONDS + 5,
+        # On SIGTERM the core ends every stream itself (see ChatService._drain: grace, then
+        # up to 5 s to cancel and store); this only bounds how long sse-starlette waits for
+        # that before cancelling a response.
+        shutdown_grace_period=settings.STREAM_SHUTDOWN_GRACE_SECONDS + 10,
     )
 
 
@@ -97,6 +98,9 @@ async def stream_chat(request: Request) -> Response:
         prepared = await service.start(user.pk, chat_request)
     except ChatError as error:
         return error_response(error)
+    except Exception:  # a database outage or a bug: logged, shown only as internal_error
+        logger.exception("stream request failed")
+        return error_response(InternalError())
     return sse_response(service.follow(prepared.assistant_message_id))
 
 
@@ -111,6 +115,9 @@ async def resume_chat(request: Request, message_id: str) -> Response:
         events = await chat_service(request).resume(user.pk, message_id, after_id)
     except ChatError as error:
         return error_response(error)
+    except Exception:  # a database outage or a bug: logged, shown only as internal_error
+        logger.exception("stream request failed")
+        return error_response(InternalError())
     return sse_response(events)
 
 
@@ -122,6 +129,9 @@ async def stop_chat(request: Request, message_id: str) -> Response:
         snapshot = await chat_service(request).stop(user.pk, message_id)
     except ChatError as error:
         return JSONResponse(error.event_data(), status_code=error.status)
+    except Exception:
+        logger.exception("stop request failed")
+        return JSONResponse(InternalError().event_data(), status_code=500)
     return JSONResponse({"message_id": snapshot.id, "status": snapshot.status})
 
 

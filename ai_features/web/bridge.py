@@ -9,6 +9,9 @@ under WSGI), and a generation keeps running on that loop when its client goes aw
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import contextvars
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -48,7 +51,21 @@ class CoreLoop:
 
     def submit(self, awaitable: Awaitable[T]) -> Future[T]:
         coroutine = _with_request_id(awaitable, request_id_var.get())
-        return asyncio.run_coroutine_threadsafe(coroutine, self._ensure_loop())
+        loop = self._ensure_loop()
+        # run_coroutine_threadsafe would copy this thread's context into the core loop's
+        # tasks (asgiref's executor state included, which deadlocks under ASGI): start from
+        # an empty context and carry only the request id over.
+        return contextvars.Context().run(asyncio.run_coroutine_threadsafe, coroutine, loop)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """At process exit: end what is still generating (stored `interrupted`) instead of
+        leaving it `streaming` until the stale sweep."""
+        if self._loop is None or self._pid != os.getpid() or self._service is None:
+            return
+        service = self._service
+        service.shutdown_grace = 0
+        with contextlib.suppress(Exception):
+            self.submit(service.shutdown()).result(timeout)
 
     def run(self, awaitable: Awaitable[T]) -> T:
         return self.submit(awaitable).result()
@@ -79,3 +96,5 @@ async def _with_request_id(awaitable: Awaitable[T], request_id: str) -> T:
 
 
 core_loop = CoreLoop()
+# gunicorn workers leave through sys.exit after their graceful timeout: atexit runs there.
+atexit.register(core_loop.shutdown)

@@ -6,6 +6,7 @@ CSRF middleware. Events reach the WSGI response through the core loop's sync bri
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from django.conf import settings
@@ -13,11 +14,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.http import require_GET, require_POST
 
 from ..chat import sse
-from ..chat.errors import ChatError, PayloadTooLarge, Unauthenticated
+from ..chat.errors import ChatError, InternalError, PayloadTooLarge, Unauthenticated
 from ..chat.events import ChatEvent, Ping
 from ..chat.requests import parse_chat_request
 from ..chat.stream_params import last_event_id_from
 from .bridge import core_loop
+
+logger = logging.getLogger(__name__)
 
 
 def error_response(error: ChatError) -> HttpResponse:
@@ -69,6 +72,9 @@ def stream_chat(request: HttpRequest) -> HttpResponse:
         prepared = core_loop.run(service.start(request.user.pk, chat_request))
     except ChatError as error:
         return error_response(error)
+    except Exception:  # a database outage or a bug: logged, shown only as internal_error
+        logger.exception("stream request failed")
+        return error_response(InternalError())
     return sse_response(service.follow(prepared.assistant_message_id))
 
 
@@ -82,6 +88,9 @@ def resume_chat(request: HttpRequest, message_id: str) -> HttpResponse:
         events = core_loop.run(core_loop.service.resume(request.user.pk, message_id, after_id))
     except ChatError as error:
         return error_response(error)
+    except Exception:  # a database outage or a bug: logged, shown only as internal_error
+        logger.exception("stream request failed")
+        return error_response(InternalError())
     return sse_response(events)
 
 
@@ -92,4 +101,7 @@ def stop_chat(request: HttpRequest, message_id: str) -> HttpResponse:
         snapshot = core_loop.run(core_loop.service.stop(request.user.pk, message_id))
     except ChatError as error:
         return JsonResponse(error.event_data(), status=error.status)
+    except Exception:
+        logger.exception("stop request failed")
+        return JsonResponse(InternalError().event_data(), status=500)
     return JsonResponse({"message_id": snapshot.id, "status": snapshot.status})

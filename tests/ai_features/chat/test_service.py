@@ -25,6 +25,7 @@ from ai_features.chat.requests import ChatRequest
 from ai_features.chat.service import (
     INTERNAL_ERROR_MESSAGE,
     INTERRUPTED_MESSAGE,
+    REPLAY_ID_BASE,
     RESTARTING_MESSAGE,
     ChatService,
 )
@@ -788,14 +789,23 @@ async def test_resume_of_a_finished_message_from_the_database(alice: AbstractBas
 
     events = await drain(await second_process.resume(alice.pk, mid, 0))
 
-    assert [(e.id, e.type) for e in events] == [(1, "start"), (2, "content"), (3, "done")]
+    base = REPLAY_ID_BASE  # replay ids have their own range (see ChatService.resume)
+    assert [(e.id, e.type) for e in events] == [
+        (base + 1, "start"),
+        (base + 2, "content"),
+        (base + 3, "done"),
+    ]
     assert events[0].data["message_id"] == mid
     assert events[0].data["conversation_id"] == prepared.conversation_id
     assert events[1].data["content"] == "Hello, world" == text_of(live)
     assert events[2].data == live[-1].data
-    # After Last-Event-ID 7 the ids go on from 8; `start` tells the client to reset.
-    later = await drain(await second_process.resume(alice.pk, mid, 7))
-    assert [(e.id, e.type) for e in later] == [(8, "start"), (9, "content"), (10, "done")]
+    # After a replay id the ids go on from it; `start` tells the client to reset.
+    later = await drain(await second_process.resume(alice.pk, mid, base + 7))
+    assert [(e.id, e.type) for e in later] == [
+        (base + 8, "start"),
+        (base + 9, "content"),
+        (base + 10, "done"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -862,5 +872,66 @@ async def test_resume_from_the_database_follows_an_answer_another_process_writes
 
     assert text_of(got) == "abcdef"
     assert got[-1].type == "done"
-    assert [e.id for e in got] == list(range(1, len(got) + 1))
+    assert [e.id for e in got] == [REPLAY_ID_BASE + i for i in range(1, len(got) + 1)]
     await collect(writer, mid)
+
+
+# --- edges found in review ---------------------------------------------------------------------
+
+
+async def test_a_generation_cancelled_before_it_ran_still_ends(alice: AbstractBaseUser) -> None:
+    provider = ScriptedProvider(words("never", "sent"))
+    service = make_service(provider)
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+    # No await in between: the task has not taken its first step yet.
+    service.generations[mid].cancel("stopped")
+
+    events = await collect(service, mid)
+
+    assert [e.type for e in events] == ["start", "done"]
+    assert events[-1].data["finish_reason"] == "stopped"
+    assert provider.calls == []  # the model was never asked
+    assert (await stored(mid)).status == "stopped"
+    assert service.generations == {}
+
+
+async def test_a_start_that_meets_a_shutdown_is_refused_and_ends_its_answer(
+    alice: AbstractBaseUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service(ScriptedProvider(words("never")))
+    real_prepare = persistence.prepare_chat
+
+    async def prepare_then_shutdown(*args: Any, **kwargs: Any) -> persistence.PreparedChat:
+        prepared = await real_prepare(*args, **kwargs)
+        service.begin_shutdown()  # SIGTERM arrives while the rows were being written
+        return prepared
+
+    monkeypatch.setattr(persistence, "prepare_chat", prepare_then_shutdown)
+
+    with pytest.raises(ServerRestarting):
+        await service.start(alice.pk, ChatRequest(message="go"))
+
+    assert service.generations == {}
+    assert [(role, status) for role, _content, status in await rows(alice)] == [
+        ("user", "complete"),
+        ("assistant", "interrupted"),
+    ]
+    await service.shutdown()
+
+
+async def test_a_replay_id_resumes_a_live_log_from_its_start(alice: AbstractBaseUser) -> None:
+    gate = Gate()
+    service = make_service(ScriptedProvider([Delta(text="one "), gate, *words("two")]))
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+    await asyncio.wait_for(gate.reached.wait(), 10)
+
+    # The client's last id came from another process's database replay.
+    events = await service.resume(alice.pk, mid, REPLAY_ID_BASE + 2)
+    gate.release()
+    got = await drain(events)
+
+    assert got[0].type == "start"  # tells the client to reset its text
+    assert text_of(got) == "one two"
+    assert got[-1].type == "done"
