@@ -1,0 +1,48 @@
+"""c3-app answers a CSRF failure in the format of the endpoint that refused it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from ai_features.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client() -> Client:
+    user = get_user_model().objects.create_user("csrf-user", password="pw-Secret-123")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    return client
+
+
+def test_stream_endpoint_refuses_with_one_sse_error_event(client: Client) -> None:
+    response = client.post(
+        "/api/ai/chat/stream/", data=json.dumps({"message": "hi"}), content_type="application/json"
+    )
+    assert response.status_code == 403
+    assert response["Content-Type"] == "text/event-stream; charset=utf-8"
+    body = response.content.decode()
+    [data_line] = [line for line in body.splitlines() if line.startswith("data:")]
+    assert json.loads(data_line[5:])["code"] == "csrf_failed"
+    assert Message.objects.count() == 0
+
+
+def test_json_api_refuses_with_a_json_error(client: Client) -> None:
+    response = client.post(
+        "/api/ai/conversations/", data=json.dumps({"title": "x"}), content_type="application/json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"
+    assert Conversation.objects.count() == 0
+
+
+def test_pages_keep_djangos_own_csrf_page(client: Client) -> None:
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("text/html")
