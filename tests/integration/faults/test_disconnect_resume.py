@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ai_features.chat.service import REPLAY_ID_BASE
 from tests.support.fake_upstream import directive, expected_text
 
 from .helpers import parse_sse_body
@@ -16,6 +17,12 @@ VIAS = ["stream", "app"]
 
 def assert_ids_follow(result, after: int) -> None:
     assert result.ids == list(range(after + 1, after + 1 + len(result.events))), result.ids
+
+
+def assert_replay_ids_follow(result, after: int) -> None:
+    """A replay from the database numbers its events in their own range (above
+    REPLAY_ID_BASE), so that a later resume can tell them from live-log ids."""
+    assert_ids_follow(result, max(after, REPLAY_ID_BASE))
 
 
 @pytest.mark.parametrize("via", VIAS)
@@ -128,7 +135,7 @@ def test_finished_message_is_replayed_from_the_database(
         )
         assert replay.status == 200
         assert replay.types == ["start", "content", original.final.type]
-        assert_ids_follow(replay, last_id or 0)
+        assert_replay_ids_follow(replay, last_id or 0)
         assert replay.retries == [3000] and replay.retry_on == [0]
         assert replay.message_id == original.message_id
         assert replay.conversation_id == original.conversation_id
@@ -153,7 +160,7 @@ def test_message_still_generating_elsewhere_is_followed_from_the_database(stack,
     followed = user.resume(first.message_id, 2, via="stream")
 
     assert followed.types[0] == "start"  # tells the page to reset its text
-    assert_ids_follow(followed, 2)
+    assert_replay_ids_follow(followed, 2)
     assert followed.ended_with_one_final()
     assert followed.final.type == "done"
     assert followed.text == expected_text(message)
