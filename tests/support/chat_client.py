@@ -14,6 +14,17 @@ import httpx
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
+def answer_text(events: list[Any]) -> str:
+    """The answer as a client builds it: reset on `start`, append each `content`."""
+    text = ""
+    for event in events:
+        if event.type == "start":
+            text = ""
+        elif event.type == "content":
+            text += event.data["content"]
+    return text
+
+
 @dataclass
 class SSEEvent:
     id: int | None
@@ -36,14 +47,7 @@ class StreamResult:
 
     @property
     def text(self) -> str:
-        """The answer as a client builds it: reset on `start`, append each `content`."""
-        text = ""
-        for event in self.events:
-            if event.type == "start":
-                text = ""
-            elif event.type == "content":
-                text += event.data["content"]
-        return text
+        return answer_text(self.events)
 
     @property
     def final(self) -> SSEEvent:

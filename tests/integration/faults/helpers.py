@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tests.support.chat_client import ChatClient
+from tests.support.chat_client import ChatClient, answer_text
 from tests.support.servers import Stack
 
 T = TypeVar("T")
@@ -87,14 +87,7 @@ class Sse:
 
     @property
     def text(self) -> str:
-        """The answer as the page builds it: reset on `start`, append each `content`."""
-        text = ""
-        for event in self.events:
-            if event.type == "start":
-                text = ""
-            elif event.type == "content":
-                text += event.data["content"]
-        return text
+        return answer_text(self.events)
 
     @property
     def final(self) -> Event:
