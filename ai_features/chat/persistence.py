@@ -219,11 +219,7 @@ def get_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapsho
     )
     if message is None:
         raise NotFound()
-    if message.status == Message.Status.STREAMING and expire_stale_streaming_sync(
-        [message.conversation_id]
-    ):
-        message.refresh_from_db()
-    return _snapshot(message)
+    return _snapshot(_expire_if_stale(message))
 
 
 @db_task
@@ -232,9 +228,13 @@ def find_message_snapshot(message_id: str) -> MessageSnapshot | None:
     message = Message.objects.filter(pk=message_id).first()
     if message is None:
         return None
-    # A reader polling an answer whose process died must see it end, not wait forever.
+    return _snapshot(_expire_if_stale(message))
+
+
+def _expire_if_stale(message: Message) -> Message:
+    """A reader of an answer whose process died must see it end, not wait forever."""
     if message.status == Message.Status.STREAMING and expire_stale_streaming_sync(
         [message.conversation_id]
     ):
         message.refresh_from_db()
-    return _snapshot(message)
+    return message

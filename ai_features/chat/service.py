@@ -9,6 +9,7 @@ shutdown end it cleanly with the text that had arrived.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from django.conf import settings
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
 from . import persistence
-from .errors import NotFound, RateLimited, ServerRestarting
+from .errors import InternalError, NotFound, RateLimited, ServerRestarting
 from .eventlog import EventLog, MemoryEventLog
 from .events import (
     PING,
@@ -37,7 +38,7 @@ from .requests import ChatRequest
 logger = logging.getLogger(__name__)
 
 RESTARTING_MESSAGE = "サーバーが再起動しました。再開すると続きを読み込みます。"
-INTERNAL_ERROR_MESSAGE = "内部エラーが発生しました。もう一度お試しください。"
+INTERNAL_ERROR_MESSAGE = InternalError.default_message
 INTERRUPTED_MESSAGE = "この回答はサーバーの再起動で中断されました。"
 # Ids of events replayed from the database start above this, so a resume can tell them from
 # live-log ids (see resume()).
@@ -129,7 +130,9 @@ class ChatService:
             generation.task = asyncio.create_task(
                 self._generate(generation, provider, prepared), name=f"generate-{message_id}"
             )
-            generation.task.add_done_callback(self._finalize_if_never_ran)
+            generation.task.add_done_callback(
+                functools.partial(self._finalize_if_never_ran, generation)
+            )
         finally:
             self._reserved[user_id] -= 1
         logger.info("chat started message=%s", message_id)
@@ -260,15 +263,9 @@ class ChatService:
             outcome = (Message.Status.ERROR, "error", exc.code, None)
             final = error_data(exc.code, exc.message, message_id)
         except StoppedElsewhere:
-            outcome = (Message.Status.STOPPED, "stopped", "", None)
-            final = done_data(message_id, "stopped", None)
+            outcome, final = cancelled_ending(message_id, "stopped")
         except asyncio.CancelledError:
-            if generation.cancel_reason == "stopped":
-                outcome = (Message.Status.STOPPED, "stopped", "", None)
-                final = done_data(message_id, "stopped", None)
-            else:
-                outcome = (Message.Status.INTERRUPTED, "interrupted", "server_restarting", None)
-                final = error_data("server_restarting", RESTARTING_MESSAGE, message_id)
+            outcome, final = cancelled_ending(message_id, generation.cancel_reason)
         except Exception:
             logger.exception("generation failed message=%s", message_id)
             outcome = (Message.Status.ERROR, "error", "internal_error", None)
@@ -288,21 +285,12 @@ class ChatService:
                 generation.cancel("stopped")
                 return
 
-    def _finalize_if_never_ran(self, task: asyncio.Task) -> None:
+    def _finalize_if_never_ran(self, generation: Generation, task: asyncio.Task) -> None:
         """A task cancelled before its first step never enters _generate's handlers: end
         its message here, so that no reader waits forever and no slot stays taken."""
-        if not task.cancelled():
-            return
-        generation = next((g for g in self.generations.values() if g.task is task), None)
-        if generation is None:
-            return
-        if generation.cancel_reason == "stopped":
-            outcome = (Message.Status.STOPPED, "stopped", "", None)
-            final = done_data(generation.message_id, "stopped", None)
-        else:
-            outcome = (Message.Status.INTERRUPTED, "interrupted", "server_restarting", None)
-            final = error_data("server_restarting", RESTARTING_MESSAGE, generation.message_id)
-        task.get_loop().create_task(self._finalize(generation.message_id, "", outcome, final))
+        if task.cancelled():
+            outcome, final = cancelled_ending(generation.message_id, generation.cancel_reason)
+            task.get_loop().create_task(self._finalize(generation.message_id, "", outcome, final))
 
     async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> None:
         status, finish_reason, error_code, usage = outcome
@@ -373,6 +361,17 @@ async def ended_by_a_final_event(
     except Exception:
         logger.exception("stream reader failed")
         yield ChatEvent(id=last_id + 1, data=error_data("internal_error", INTERNAL_ERROR_MESSAGE))
+
+
+def cancelled_ending(message_id: str, reason: str | None) -> tuple[tuple, dict]:
+    """How a cancelled generation ends: a stop is a `done`; anything else (a shutdown) an
+    interrupted answer the client is told to resume."""
+    if reason == "stopped":
+        return (Message.Status.STOPPED, "stopped", "", None), done_data(message_id, "stopped", None)
+    return (
+        (Message.Status.INTERRUPTED, "interrupted", "server_restarting", None),
+        error_data("server_restarting", RESTARTING_MESSAGE, message_id),
+    )
 
 
 def final_data_for(snapshot: MessageSnapshot) -> dict:
