@@ -810,6 +810,9 @@ class FakeUpstream:
         assert up.stats()["completed"] == 1
     """
 
+    # The module the subprocess runs (a test package may serve extra canned replies).
+    module = "tests.support.fake_upstream"
+
     def __init__(
         self,
         *,
@@ -857,21 +860,15 @@ class FakeUpstream:
         return f"{self.root_url}/v1"
 
     def start(self) -> Self:
-        # A free port can be taken between probe and bind; just try again.
+        # A free port can be taken between probe and bind; just try again. A port already
+        # set (a restart after a test stopped the server) is kept.
         last_error = ""
         for _ in range(3):
-            self.port = _free_port()
+            self.port = self.port or _free_port()
             # Kept open until stop() so a failed start can show the child's traceback.
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
             self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.support.fake_upstream",
-                    "--port",
-                    str(self.port),
-                ]
-                + self.args,
+                [sys.executable, "-m", self.module, "--port", str(self.port), *self.args],
                 cwd=REPO_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -882,6 +879,7 @@ class FakeUpstream:
                 return self
             last_error = self._read_stderr()
             self.stop()
+            self.port = 0
         raise RuntimeError(f"fake upstream did not start: {shlex.join(self.args)}\n{last_error}")
 
     def _wait_ready(self) -> bool:

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,26 +52,6 @@ class BulkFakeUpstream(fake_upstream.FakeUpstream):
     """The shipped fake upstream, run with one more canned reply (see bulk_upstream.py)."""
 
     module = "tests.integration.faults.bulk_upstream"
-
-    def start(self) -> BulkFakeUpstream:
-        for _ in range(3):
-            # Keep a given port (a restart after test_upstream_faults' outage), else a free one.
-            self.port = self.port or fake_upstream._free_port()
-            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--port", str(self.port), *self.args],
-                cwd=fake_upstream.REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._stderr,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            if self._wait_ready():
-                return self
-            error = self._read_stderr()
-            self.stop()
-            self.port = 0
-        raise RuntimeError(f"bulk fake upstream did not start:\n{error}")
 
 
 @contextlib.contextmanager
