@@ -93,7 +93,14 @@ class ChatClient:
 
     def __init__(self, app_url: str, stream_url: str, timeout: float = 60) -> None:
         self.app_url, self.stream_url = app_url, stream_url
-        self.http = httpx.Client(base_url=app_url, timeout=timeout, follow_redirects=False)
+        self.http = httpx.Client(
+            base_url=app_url,
+            timeout=timeout,
+            follow_redirects=False,
+            # gunicorn closes idle keep-alive connections after 2 s; a client that reuses one
+            # at that moment gets "Server disconnected". Expire ours first.
+            limits=httpx.Limits(keepalive_expiry=1.0),
+        )
         self.timeout = timeout
 
     def close(self) -> None:
