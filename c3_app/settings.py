@@ -193,6 +193,10 @@ CHAT_SYSTEM_PROMPT: str = env.str(
 )
 MAX_CHAT_HISTORY: int = env.int("MAX_CHAT_HISTORY", default=14)
 CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=8000)
+# Characters of context sent to the model (system prompt + history + new message); the
+# oldest history goes first. 100,000 characters is roughly 25-50k tokens: well inside
+# gpt-4o-mini's 128k-token window, with room left for the answer. 0 turns the limit off.
+CHAT_MAX_CONTEXT_CHARS: int = env.int("CHAT_MAX_CONTEXT_CHARS", default=100_000)
 CHAT_MAX_BODY_BYTES: int = env.int("CHAT_MAX_BODY_BYTES", default=1024 * 1024)
 CHAT_MAX_CONCURRENT_STREAMS: int = env.int("CHAT_MAX_CONCURRENT_STREAMS", default=3)
 CHAT_RATE_LIMIT_PER_MINUTE: int = env.int("CHAT_RATE_LIMIT_PER_MINUTE", default=20)

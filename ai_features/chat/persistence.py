@@ -77,20 +77,29 @@ def _owned_conversation(user_id: int, conversation_id: str | None) -> Conversati
 def build_context(
     conversation: Conversation, new_message: str, include_history: bool
 ) -> list[dict[str, str]]:
-    context = [{"role": "system", "content": settings.CHAT_SYSTEM_PROMPT}]
+    system = {"role": "system", "content": settings.CHAT_SYSTEM_PROMPT}
+    latest = {"role": "user", "content": new_message}
+    history: list[dict[str, str]] = []
     if include_history and settings.MAX_CHAT_HISTORY > 0:
-        earlier = (
+        newest_first = (
             conversation.messages.exclude(content="")
             .filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT])
             .filter(status__in=_CONTEXT_STATUSES)
             .order_by("-created_at")
             .values("role", "content")[: settings.MAX_CHAT_HISTORY]
         )
-        context.extend(
-            {"role": row["role"], "content": row["content"]} for row in reversed(earlier)
-        )
-    context.append({"role": "user", "content": new_message})
-    return context
+        # A model refuses a context over its window, and would then refuse every later
+        # turn of the conversation too: keep the newest messages that fit the budget.
+        # The system prompt and the new message are always sent.
+        budget = settings.CHAT_MAX_CONTEXT_CHARS
+        used = len(system["content"]) + len(new_message)
+        for row in newest_first:
+            used += len(row["content"])
+            if budget > 0 and used > budget:
+                break
+            history.append({"role": row["role"], "content": row["content"]})
+        history.reverse()
+    return [system, *history, latest]
 
 
 @db_task
@@ -166,6 +175,27 @@ def finish_message(
             completion_tokens=usage["completion_tokens"] if usage else None,
             updated_at=timezone.now(),
         )
+
+
+@db_task
+def store_text(message_id: str, content: str, status: str, error_code: str = "") -> None:
+    """The last resort when finish_message failed: the text, status and this project's own
+    error code, with the model's metadata (finish reason, usage) left empty, so that the
+    answer is never lost."""
+    if status == Message.Status.COMPLETE:
+        # As in finish_message: a stop confirmed from another process stands.
+        stopped = Message.objects.filter(pk=message_id, status=Message.Status.STOPPED)
+        if stopped.update(content=content, updated_at=timezone.now()):
+            return
+    Message.objects.filter(pk=message_id).update(
+        content=content,
+        status=status,
+        finish_reason="",
+        error_code=error_code,
+        prompt_tokens=None,
+        completion_tokens=None,
+        updated_at=timezone.now(),
+    )
 
 
 def _snapshot(message: Message) -> MessageSnapshot:

@@ -34,6 +34,7 @@ from .events import (
 from .limits import RateLimit
 from .persistence import MessageSnapshot, PreparedChat
 from .requests import ChatRequest
+from .text import TextNormalizer, clean_finish_reason, clean_usage
 
 logger = logging.getLogger(__name__)
 
@@ -241,22 +242,29 @@ class ChatService:
         # Keeps the row fresh (and notices a stop from another process) even while the
         # model sends nothing, e.g. a long wait for the first token.
         watcher = asyncio.create_task(self._watch(generation, parts))
+        # Where the model's text enters: from here on readers and the database get the same,
+        # storable text (see text.py).
+        normalizer = TextNormalizer()
         try:
             async for delta in provider.astream(prepared.context):
-                if delta.text:
-                    parts.append(delta.text)
-                    text_len += len(delta.text)
-                    await self.log.append(message_id, content_data(delta.text))
+                text = normalizer.feed(delta.text) if isinstance(delta.text, str) else ""
+                if text:
+                    parts.append(text)
+                    text_len += len(text)
+                    await self.log.append(message_id, content_data(text))
                 if delta.finish_reason:
-                    finish_reason = delta.finish_reason
+                    finish_reason = clean_finish_reason(delta.finish_reason)
                 if delta.usage is not None:
-                    usage = delta.usage.as_dict()
+                    usage = clean_usage(delta.usage.prompt_tokens, delta.usage.completion_tokens)
                 # Partial text is saved seconds apart, never per token.
                 now = loop.time()
                 if now - last_save >= self.save_interval and text_len != saved_chars:
                     if not await persistence.save_partial(message_id, "".join(parts)):
                         raise StoppedElsewhere()
                     saved_chars, last_save = text_len, now
+            if tail := normalizer.flush():  # a high surrogate that nothing completed
+                parts.append(tail)
+                await self.log.append(message_id, content_data(tail))
             outcome = (Message.Status.COMPLETE, finish_reason, "", usage)
             final = done_data(message_id, finish_reason, usage)
         except ProviderError as exc:
@@ -304,8 +312,13 @@ class ChatService:
                 usage=usage,
             )
         except Exception:
-            # The client still gets its final event; the stale sweep repairs the row.
+            # Metadata the database refused must not cost the answer: store the text on
+            # its own. The client still gets its final event either way.
             logger.exception("could not store the final state of message=%s", message_id)
+            try:
+                await persistence.store_text(message_id, text, status, error_code)
+            except Exception:
+                logger.exception("could not store the text of message=%s", message_id)
         finally:
             await self.log.append(message_id, final)
             self.generations.pop(message_id, None)

@@ -8,6 +8,7 @@ Every test checks both what a reader of the stream got and what was stored.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -19,7 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from ai_features.chat import persistence
 from ai_features.chat.errors import NotFound, RateLimited, ServerRestarting
-from ai_features.chat.events import PING, START_TEXT, ChatEvent, Ping
+from ai_features.chat.events import PING, START_TEXT, ChatEvent, Ping, done_data
 from ai_features.chat.limits import RateLimit
 from ai_features.chat.requests import ChatRequest
 from ai_features.chat.service import (
@@ -318,6 +319,56 @@ async def test_context_is_the_last_max_chat_history_messages(
     assert len(await rows(alice)) == 10
 
 
+async def test_context_keeps_the_newest_history_that_fits_chat_max_context_chars(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    provider = ScriptedProvider(reply=lambda messages: words("a" * 100))
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q" * 100)
+    for _ in range(3):
+        await chat(service, alice, "q" * 100, conversation_id=first.conversation_id)
+    system_chars = len(django_settings.CHAT_SYSTEM_PROMPT)
+    # Room for the system prompt, the new message and exactly three earlier messages.
+    settings.CHAT_MAX_CONTEXT_CHARS = system_chars + 10 + 3 * 100 + 99
+
+    await chat(service, alice, "new message", conversation_id=first.conversation_id)
+
+    sent = provider.calls[-1]
+    assert sent[0] == {"role": "system", "content": django_settings.CHAT_SYSTEM_PROMPT}
+    assert sent[-1] == {"role": "user", "content": "new message"}
+    assert [m["role"] for m in sent[1:-1]] == ["assistant", "user", "assistant"]
+    assert sum(len(m["content"]) for m in sent) <= settings.CHAT_MAX_CONTEXT_CHARS
+
+
+async def test_system_prompt_and_new_message_are_sent_even_over_the_limit(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q0")
+    settings.CHAT_MAX_CONTEXT_CHARS = 5
+
+    await chat(service, alice, "a longer new message", conversation_id=first.conversation_id)
+
+    assert provider.calls[-1] == [
+        {"role": "system", "content": django_settings.CHAT_SYSTEM_PROMPT},
+        {"role": "user", "content": "a longer new message"},
+    ]
+
+
+async def test_zero_chat_max_context_chars_sends_the_whole_history(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q0" * 50)
+    settings.CHAT_MAX_CONTEXT_CHARS = 0
+
+    await chat(service, alice, "q1", conversation_id=first.conversation_id)
+
+    assert len(provider.calls[-1]) == 4
+
+
 async def test_include_history_false_sends_only_system_and_the_new_message(
     alice: AbstractBaseUser,
 ) -> None:
@@ -426,6 +477,67 @@ async def test_first_message_ever_creates_a_conversation(
 
 
 # --- failures --------------------------------------------------------------------------------
+
+
+# --- what the model sends is normalised where it enters -------------------------------------
+
+
+async def test_a_surrogate_pair_split_across_deltas_reaches_readers_and_db_joined(
+    alice: AbstractBaseUser,
+) -> None:
+    provider = ScriptedProvider(
+        words("smile \ud83d", "\ude00 nul\x00 lone\udc00 end \ud83d", usage=Usage(1, 2))
+    )
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "hi")
+
+    expected = "smile \U0001f600 nul\ufffd lone\ufffd end \ufffd"
+    assert text_of(events) == expected
+    assert events[-1].type == "done"
+    for event in events:  # every event can be sent as UTF-8
+        json.dumps(event.data, ensure_ascii=False).encode("utf-8")
+    answer = await stored(prepared.assistant_message_id)
+    assert (answer.content, answer.status) == (expected, Message.Status.COMPLETE)
+
+
+@pytest.mark.parametrize(
+    ("reason", "usage", "stored_reason", "stored_usage"),
+    [
+        ("x" * 100, Usage(2**40, -5), "x" * 32, (2**31 - 1, 0)),
+        ("a\x00b", Usage(3, 4), "a\ufffdb", (3, 4)),
+        ("length", Usage("many", 4), "length", (None, None)),  # type: ignore[arg-type]
+    ],
+    ids=["long-reason-huge-usage", "nul-in-reason", "usage-not-a-number"],
+)
+async def test_odd_finish_reason_and_usage_are_validated_and_the_text_stored(
+    alice: AbstractBaseUser, reason: str, usage: Usage, stored_reason: str, stored_usage: tuple
+) -> None:
+    service = make_service(ScriptedProvider(words("kept text", reason=reason, usage=usage)))
+
+    prepared, events = await chat(service, alice, "hi")
+
+    assert events[-1].type == "done"
+    assert events[-1].data["finish_reason"] == stored_reason
+    answer = await stored(prepared.assistant_message_id)
+    assert (answer.content, answer.status) == ("kept text", Message.Status.COMPLETE)
+    assert answer.finish_reason == stored_reason
+    assert (answer.prompt_tokens, answer.completion_tokens) == stored_usage
+
+
+async def test_a_refused_final_write_still_stores_the_text(alice: AbstractBaseUser) -> None:
+    service = make_service(ScriptedProvider())
+    prepared = await persistence.prepare_chat(alice.pk, None, "hi", True, MODEL)
+    mid = prepared.assistant_message_id
+    await service.log.open(mid)
+    # Metadata the database refuses (a negative count breaks the column's CHECK) that got
+    # past validation, e.g. a future bug: the answer's text must survive it.
+    outcome = (Message.Status.COMPLETE, "stop", "", {"prompt_tokens": -1, "completion_tokens": 1})
+    await service._finalize(mid, "the whole answer", outcome, done_data(mid, "stop", None))
+
+    answer = await stored(mid)
+    assert (answer.content, answer.status) == ("the whole answer", Message.Status.COMPLETE)
+    assert (answer.prompt_tokens, answer.finish_reason) == (None, "")
 
 
 async def test_provider_error_mid_stream_ends_with_one_error_and_keeps_the_text(
