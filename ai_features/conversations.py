@@ -12,6 +12,7 @@ from django.db import transaction
 
 from .chat.errors import InvalidRequest, NotFound
 from .chat.persistence import expire_stale_streaming_sync, parse_uuid
+from .chat.text import neutralise_bidi, storable
 from .models import Conversation, Message
 
 MAX_TITLE_CHARS = 200
@@ -59,7 +60,9 @@ def latest_conversation(user) -> Conversation | None:
 def clean_title(value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidRequest("title は文字列です。")
-    title = " ".join(value.split())
+    # JSON can carry lone surrogates and NUL, which no database stores; bidi controls would
+    # let the title display as something other than what it is.
+    title = " ".join(neutralise_bidi(storable(value)).split())
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidRequest(f"タイトルが長すぎます(最大 {MAX_TITLE_CHARS} 文字)。")
     return title
@@ -96,13 +99,21 @@ def history(
 
 
 def clear_history(user, conversation_id: str | None) -> int:
-    """Delete one conversation's messages, or every conversation of the user when no id."""
+    """Delete one conversation's messages. A missing, empty or malformed id is an error
+    (it once meant "everything"): see delete_all_conversations for that."""
+    if not conversation_id:
+        raise InvalidRequest("conversation_id は必須です。")
+    if parse_uuid(conversation_id) is None:
+        raise InvalidRequest("conversation_id の形式が正しくありません。")
     with transaction.atomic():
-        if conversation_id:
-            conversation = get_conversation(user, conversation_id)
-            deleted, _ = conversation.messages.all().delete()
-            conversation.title = ""
-            conversation.save(update_fields=["title", "updated_at"])
-            return deleted
-        deleted, _ = Conversation.objects.filter(owner=user).delete()
+        conversation = get_conversation(user, conversation_id)
+        deleted, _ = conversation.messages.all().delete()
+        conversation.title = ""
+        conversation.save(update_fields=["title", "updated_at"])
         return deleted
+
+
+def delete_all_conversations(user) -> int:
+    """Every conversation of the user, with their messages; the number of rows deleted."""
+    deleted, _ = Conversation.objects.filter(owner=user).delete()
+    return deleted

@@ -17,6 +17,7 @@ from django.utils import timezone
 from ..models import Conversation, Message
 from .db import db_task
 from .errors import NotFound
+from .text import neutralise_bidi
 
 # Statuses whose text is worth sending back to the model as context.
 _CONTEXT_STATUSES = [
@@ -54,7 +55,7 @@ def parse_uuid(value: str | None) -> uuid.UUID | None:
 
 
 def title_from(message: str) -> str:
-    line = " ".join(message.split())
+    line = " ".join(neutralise_bidi(message).split())
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
 
 

@@ -15,8 +15,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 from .. import conversations
 from ..auth.tokens import mint_stream_token
 from ..chat.errors import ChatError, InvalidRequest, Unauthenticated
+from ..chat.stream_params import non_negative_int
 
 MAX_JSON_BODY = 64 * 1024
+# DELETE /api/ai/conversations/ deletes every conversation only with this in its body.
+DELETE_ALL_CONFIRMATION = "delete_all"
 
 
 def json_error(error: ChatError) -> JsonResponse:
@@ -72,18 +75,18 @@ def _limit(request: HttpRequest) -> int:
     raw = request.GET.get("limit", "")
     if not raw:
         return conversations.DEFAULT_HISTORY_LIMIT
-    if not raw.isdigit():
-        raise InvalidRequest("limit は正の整数です。")
-    return int(raw)
+    return non_negative_int(raw, 9, "limit は正の整数です。")
 
 
 @require_http_methods(["GET", "DELETE"])
 @api_view
 def chat_history(request: HttpRequest) -> HttpResponse:
-    conversation_id = request.GET.get("conversation_id") or None
     if request.method == "DELETE":
-        deleted = conversations.clear_history(request.user, conversation_id)
+        # Always one conversation: deleting everything is its own request (see
+        # conversation_list), never what a missing or empty id falls back to.
+        deleted = conversations.clear_history(request.user, request.GET.get("conversation_id"))
         return JsonResponse({"deleted": deleted})
+    conversation_id = request.GET.get("conversation_id") or None
     conversation, messages = conversations.history(request.user, conversation_id, _limit(request))
     return JsonResponse(
         {
@@ -93,9 +96,16 @@ def chat_history(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "POST", "DELETE"])
 @api_view
 def conversation_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "DELETE":
+        if json_body(request).get("confirm") != DELETE_ALL_CONFIRMATION:
+            raise InvalidRequest(
+                "すべての会話を削除するには "
+                f'{{"confirm": "{DELETE_ALL_CONFIRMATION}"}} を送ってください。'
+            )
+        return JsonResponse({"deleted": conversations.delete_all_conversations(request.user)})
     if request.method == "POST":
         title = conversations.clean_title(json_body(request).get("title", ""))
         conversation = conversations.create_conversation(request.user, title)
