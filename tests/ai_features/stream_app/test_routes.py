@@ -17,7 +17,14 @@ from starlette.testclient import TestClient
 
 from ai_features.auth.tokens import mint_stream_token
 from ai_features.stream_app.app import create_app
-from tests.support.odd_input import any_text, header_text, ids, json_values, url_text
+from tests.support.odd_input import (
+    any_text,
+    header_text,
+    ids,
+    json_values,
+    number_text,
+    url_text,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,7 +86,7 @@ def test_stream_body_and_authorization(
 
 
 @PROPERTY
-@given(message_id=ids, header=header_text, query=url_text, query_token=url_text)
+@given(message_id=ids, header=header_text, query=number_text, query_token=url_text)
 def test_resume_path_header_and_query(
     client: TestClient, token: str, message_id: str, header: str, query: str, query_token: str
 ) -> None:

@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ai_features.models import Conversation, Message
-from tests.support.odd_input import any_text, header_text, ids, json_values, url_text
+from tests.support.odd_input import (
+    any_text,
+    header_text,
+    ids,
+    json_values,
+    number_text,
+    url_text,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +59,7 @@ def path_id(value: str) -> str:
 
 
 @PROPERTY
-@given(conversation_id=url_text, limit=url_text, method=st.sampled_from(["get", "delete"]))
+@given(conversation_id=url_text, limit=number_text, method=st.sampled_from(["get", "delete"]))
 def test_history_query_fields(client: Client, conversation_id: str, limit: str, method: str):
     response = getattr(client, method)(
         "/api/ai/chat/history/?"
@@ -100,7 +107,7 @@ def test_conversation_detail_path_and_body(
 
 
 @PROPERTY
-@given(message_id=ids, header=header_text, query=url_text)
+@given(message_id=ids, header=header_text, query=number_text)
 def test_resume_path_header_and_query(
     client: Client, message_id: str, header: str, query: str
 ) -> None:
