@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import quote
 
 import httpx
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
+from tests.support import odd_input
 from tests.support.fake_upstream import directive
 
 from .helpers import LEAK_MARKERS
@@ -187,3 +191,68 @@ def test_deleting_every_conversation_with_the_confirmation(stack, make_user):
     assert response.json()["deleted"] > 0
     assert user.conversations() == []
     assert len(other.conversations()) == 2  # nobody else's
+
+
+# --- a short property pass against the real servers (breadth is in the in-process tests) ------
+
+REAL_SERVERS = hypothesis.settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture
+def odd_user(make_user):
+    return make_user()
+
+
+@REAL_SERVERS
+@hypothesis.given(
+    via=st.sampled_from(VIAS),
+    message_id=odd_input.ids,
+    header=odd_input.header_text,
+    query=odd_input.number_text,
+    body=st.fixed_dictionaries(
+        {"message": odd_input.json_values, "conversation_id": odd_input.any_text}
+    ),
+)
+def test_odd_fields_never_give_a_5xx_on_the_real_servers(
+    stack, odd_user, via, message_id, header, query, body
+):
+    user = odd_user
+    base = user.base_url(via)
+    path_id = quote(message_id.encode("utf-8", "surrogatepass"), safe="")
+    with user.http_for(via, 10) as http:
+        responses = [
+            http.get(
+                f"{base}/api/ai/chat/stream/{path_id}/",
+                params={"last_event_id": query},
+                headers={
+                    **user.headers_for(via),
+                    "Last-Event-ID": header.strip(" \t").encode("latin-1"),
+                },
+            ),
+            http.post(f"{base}/api/ai/chat/stream/{path_id}/stop/", headers=user.headers_for(via)),
+            http.post(
+                f"{base}/api/ai/chat/stream/",
+                content=json.dumps(body).encode(),
+                headers={**user.headers_for(via), "Content-Type": "application/json"},
+            ),
+        ]
+    responses += [
+        user.client.http.get("/api/ai/chat/history/", params={"limit": query}),
+        user.client.api("DELETE", "/api/ai/chat/history/", params={"conversation_id": query}),
+        user.client.api(
+            "PATCH",
+            f"/api/ai/conversations/{path_id}/",
+            content=json.dumps({"title": body["conversation_id"]}).encode(),
+        ),
+        user.client.api(
+            "POST",
+            "/api/ai/conversations/",
+            content=json.dumps({"title": body["conversation_id"]}).encode(),
+        ),
+    ]
+    for response in responses:
+        assert response.status_code < 500, (response.request.url, response.text[:300])
