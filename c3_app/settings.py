@@ -84,6 +84,17 @@ TEMPLATES = [
 
 
 # --- Database ---------------------------------------------------------------------------
+# Two processes (gunicorn and uvicorn) write the same SQLite file: wait for locks instead of
+# failing, take the write lock up front, and let readers run beside a writer. Applied however
+# SQLite is configured (SQLITE_PATH or DATABASE_URL=sqlite:///...); options given in the URL's
+# query string win.
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
+
 # SUPABASE_DB_* (the original document's variables) win over DATABASE_URL; SQLite otherwise.
 def _database_from_env() -> dict:
     supabase_host = env.str("SUPABASE_DB_HOST", default="")
@@ -99,18 +110,15 @@ def _database_from_env() -> dict:
             "OPTIONS": {"sslmode": env.str("DB_SSLMODE", default="require")},
         }
     if env.str("DATABASE_URL", default=""):
-        return env.db_url("DATABASE_URL")
-    return {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3")),
-        # Two processes (gunicorn and uvicorn) write the same file: wait for locks instead
-        # of failing, take the write lock up front, and let readers run beside a writer.
-        "OPTIONS": {
-            "timeout": 20,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-    }
+        database = env.db_url("DATABASE_URL")
+    else:
+        database = {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3")),
+        }
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["OPTIONS"] = {**SQLITE_OPTIONS, **database.get("OPTIONS", {})}
+    return database
 
 
 _default_db = _database_from_env()
