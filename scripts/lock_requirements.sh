@@ -13,7 +13,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-UV="${UV:-$ROOT/.venv/bin/uv}"
+# uv from .venv (requirements-dev.txt), else one on PATH.
+UV="$ROOT/.venv/bin/uv"
 if [[ ! -x "$UV" ]]; then
     UV="$(command -v uv || true)"
 fi
@@ -42,5 +43,8 @@ constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
 grep -E '^[A-Za-z0-9]' requirements.lock.txt | sed 's/ *\\$//' > "$constraints"
 compile requirements-dev.txt requirements-dev.lock.txt --constraint "$constraints" "$@"
+# uv names the (random) constraint file under each package: drop it, so that relocking the
+# same versions changes nothing.
+sed -i -e "s|, -c $constraints||" -e "s|# via -c $constraints, |# via |" requirements-dev.lock.txt
 echo "Locked: requirements.lock.txt ($(grep -cE '^[A-Za-z0-9]' requirements.lock.txt) packages)," \
     "requirements-dev.lock.txt ($(grep -cE '^[A-Za-z0-9]' requirements-dev.lock.txt) packages)."
