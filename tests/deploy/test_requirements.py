@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import json
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -225,3 +227,34 @@ def test_settings_name_only_declared_runtime_packages(settings):
     modules = {path.split(".")[0] for path in paths}
     for distribution, names in third_party_distributions(modules).items():
         assert distribution in direct, f"settings name {names}: declare {distribution}"
+
+
+# --- the update bot ---------------------------------------------------------------------------
+
+
+def test_update_bot_watches_the_python_and_npm_manifests():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
+    assert config["version"] == 2
+    watched = {(u["package-ecosystem"], u["directory"]) for u in config["updates"]}
+    assert {("pip", "/"), ("npm", "/frontend")} <= watched
+    for ecosystem, directory in watched:
+        manifest = {"pip": RUNTIME, "npm": "package.json"}[ecosystem]
+        assert (ROOT / directory.strip("/") / manifest).is_file(), (ecosystem, directory)
+
+
+# --- the front-end libraries --------------------------------------------------------------------
+
+
+def test_readme_lists_each_frontend_library_at_its_locked_version_with_a_licence():
+    package = json.loads((ROOT / "frontend" / "package.json").read_text(encoding="utf-8"))
+    lock = json.loads((ROOT / "frontend" / "package-lock.json").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, version in package["dependencies"].items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{name}: pin an exact version"
+        locked = lock["packages"][f"node_modules/{name}"]
+        assert locked["version"] == version and locked["integrity"].startswith("sha512-")
+        row = re.search(
+            rf"^\| {re.escape(name)} {re.escape(version)}\b[^|]*\|[^|]+\|([^|]+)\|", readme, re.M
+        )
+        assert row, f"README 'Dependencies and why' lacks a row for {name} {version}"
+        assert locked["license"].strip("()").split(" OR ")[0] in row.group(1)
