@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install assets lint format clean
+.PHONY: run test test-js install assets lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ run: install assets
 test: install assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) test-js
 	$(BIN)/python -m pytest
+
+# The chat page's ES modules (stream client, state predicates) under Node's own runner.
+test-js:
+	node --test tests/js/*.test.mjs
 
 lint:
 	$(BIN)/ruff check .
