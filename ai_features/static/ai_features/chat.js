@@ -2,7 +2,8 @@
 // (#chat-strings, translated by Django); configuration from #chat-config.
 
 import { Api, ApiError } from "./js/api.js";
-import { firstEventData, readEventStream } from "./js/sse.js";
+import { followsAfterScroll, isAtBottom as atBottom, isScrollKey, shortcutFor } from "./js/chat_state.js";
+import { StreamClient } from "./js/stream_client.js";
 import { CHECK_ICON, COPY_ICON, icon, markdownReady, renderInto, setLabels } from "./js/markdown.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
@@ -13,8 +14,6 @@ const INFLIGHT_KEY = "c3.inflight";
 const HISTORY_LIMIT = 200;
 const MAX_RECONNECTS = 8;
 const RESTART_RESUME_DELAY_MS = 3000;
-// Within this distance of the bottom the view follows new text; any further up, it stays put.
-const STICK_THRESHOLD_PX = 6;
 
 const ICONS = {
   pencil: ["M12 20h9", "M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4z"],
@@ -108,9 +107,12 @@ const dom = {
   composerError: $("composer-error"),
   status: $("chat-status"),
   sessionBanner: $("session-expired"),
+  search: $("conversation-search"),
+  shortcutsButton: $("shortcuts-button"),
+  shortcutsDialog: $("shortcuts-dialog"),
 };
 
-setLabels({ copyCode: t("copyCode"), copy: t("copy"), copied: t("copied"), code: t("code") });
+setLabels({ copyCode: t("copyCode"), copy: t("copy"), copied: t("copied"), code: t("code"), table: t("table") });
 
 const api = new Api(config, {
   onSessionExpired() {
@@ -120,9 +122,12 @@ const api = new Api(config, {
 
 const state = {
   conversations: [],
+  matches: null, // search results while the search field holds a query
+  query: "",
   currentId: null,
   loadSeq: 0,
-  stream: null, // the AnswerStream the composer is waiting on
+  stream: null, // the answer the composer is waiting on (see newAnswer)
+  background: new Set(), // answers switched away from, still read for the sidebar marker
   live: new Set(), // conversation ids with an answer streaming in this tab
   stick: true,
   unloading: false,
@@ -193,7 +198,8 @@ function renderConversationList({ force = false } = {}) {
   const focusClass = focused && ["conversation-link", "rename-conversation", "delete-conversation"].find((c) => focused.classList.contains(c));
   const now = new Date();
   let lastGroup = null;
-  const items = state.conversations.map((conversation) => {
+  const shown = state.matches ?? state.conversations;
+  const items = shown.map((conversation) => {
     const group = groupLabel(new Date(conversation.updated_at), now);
     const title = conversationTitle(conversation);
     const current = conversation.id === state.currentId;
@@ -223,8 +229,8 @@ function renderConversationList({ force = false } = {}) {
   if (focusId && focusClass) {
     dom.list.querySelector(`[data-conversation-id="${CSS.escape(focusId)}"] .${focusClass}`)?.focus({ preventScroll: true });
   }
-  dom.listEmpty.textContent = t("noConversations");
-  dom.listEmpty.hidden = state.conversations.length > 0;
+  dom.listEmpty.textContent = state.matches ? t("noMatches") : t("noConversations");
+  dom.listEmpty.hidden = shown.length > 0;
   updateTitle();
 }
 
@@ -253,8 +259,56 @@ async function loadConversations() {
 let listRefreshTimer = null;
 function refreshConversationsSoon(delay = 250) {
   clearTimeout(listRefreshTimer);
-  listRefreshTimer = setTimeout(() => loadConversations().catch(() => {}), delay);
+  listRefreshTimer = setTimeout(() => {
+    loadConversations().catch(() => {});
+    if (state.query) searchConversations();
+  }, delay);
 }
+
+// Search: the server matches titles and message text (?q=); the list shows the matches
+// until the field is cleared.
+let searchSeq = 0;
+let searchTimer = null;
+async function searchConversations() {
+  const query = dom.search.value.trim();
+  state.query = query;
+  const seq = ++searchSeq;
+  if (!query) {
+    state.matches = null;
+    renderConversationList();
+    return;
+  }
+  try {
+    const data = await api.json("GET", `${config.conversationsUrl}?${new URLSearchParams({ q: query })}`);
+    if (seq !== searchSeq) return;
+    state.matches = data.conversations || [];
+  } catch {
+    if (seq !== searchSeq) return;
+    state.matches = [];
+  }
+  renderConversationList();
+  announce(state.matches.length ? t("matches", { count: state.matches.length }) : t("noMatches"));
+}
+
+dom.search.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(searchConversations, 200);
+});
+dom.search.addEventListener("keydown", (event) => {
+  if (event.isComposing || event.keyCode === 229) return;
+  if (event.key === "Escape" && dom.search.value) {
+    event.preventDefault();
+    event.stopPropagation();
+    dom.search.value = "";
+    searchConversations();
+  } else if (event.key === "ArrowDown" || event.key === "Enter") {
+    const first = dom.list.querySelector(".conversation-link");
+    if (first) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+});
 
 dom.list.addEventListener("click", (event) => {
   const item = event.target.closest(".conversation-item");
@@ -339,13 +393,17 @@ async function deleteConversation(id) {
     }
   }
   state.conversations = state.conversations.filter((c) => c.id !== id);
+  dropBackgroundReaders(id);
   state.live.delete(id);
   const inflight = readInflight();
   if (inflight && inflight.conversation_id === id) clearInflight();
   if (id === state.currentId) {
     await openConversation(state.conversations.length ? state.conversations[0].id : null);
   }
+  if (state.matches) state.matches = state.matches.filter((c) => c.id !== id);
   renderConversationList();
+  // The deleted row held the focus: give it to the input rather than to <body>.
+  if (!dom.list.contains(document.activeElement) || document.activeElement === document.body) dom.input.focus();
 }
 
 async function newConversation() {
@@ -371,8 +429,7 @@ dom.topNewButton.addEventListener("click", newConversation);
 // ------------------------------------------------------------------------------ messages
 
 function isAtBottom() {
-  const c = dom.container;
-  return c.scrollHeight - c.scrollTop - c.clientHeight < STICK_THRESHOLD_PX;
+  return atBottom(dom.container);
 }
 
 function scrollToBottom(force = false) {
@@ -387,18 +444,46 @@ function updateScrollButton() {
   dom.topbar.classList.toggle("is-scrolled", c.scrollTop > 4);
 }
 
+// Following new text stops only when the user scrolls (wheel, touch, keys, scrollbar):
+// scroll events the page causes itself (text growing, an indicator appearing) never do.
+const USER_SCROLL_WINDOW_MS = 300;
+let userScrollUntil = 0;
+let draggingScrollbar = false;
+function userScrolling() {
+  userScrollUntil = performance.now() + USER_SCROLL_WINDOW_MS;
+}
+
 dom.container.addEventListener("scroll", () => {
-  state.stick = isAtBottom();
+  const userInitiated = draggingScrollbar || performance.now() < userScrollUntil;
+  state.stick = followsAfterScroll({ following: state.stick, userInitiated, atBottom: isAtBottom() });
   updateScrollButton();
 }, { passive: true });
 dom.container.addEventListener("wheel", (event) => {
+  userScrolling();
   if (event.deltaY < 0 && dom.container.scrollHeight > dom.container.clientHeight) state.stick = false;
 }, { passive: true });
+dom.container.addEventListener("touchmove", userScrolling, { passive: true });
+dom.container.addEventListener("pointerdown", (event) => {
+  // A press right of the content box is on the scrollbar.
+  if (event.target === dom.container && event.offsetX >= dom.container.clientWidth) draggingScrollbar = true;
+});
+window.addEventListener("pointerup", () => {
+  if (draggingScrollbar) userScrolling();
+  draggingScrollbar = false;
+});
+document.addEventListener("keydown", (event) => {
+  const target = event.target;
+  const editable = target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  if (isScrollKey(event.key, editable)) userScrolling();
+});
 dom.scrollButton.addEventListener("click", () => {
   state.stick = true;
   dom.container.scrollTo({ top: dom.container.scrollHeight, behavior: "smooth" });
 });
-new ResizeObserver(() => scrollToBottom()).observe(dom.container);
+// Anything that changes the height of the list (text, an indicator, a notice, a code block
+// finishing) keeps the view at the bottom while it follows.
+const resizes = new ResizeObserver(() => scrollToBottom());
+resizes.observe(dom.container);
 
 function showEmptyState() {
   dom.emptyState.hidden = Boolean(dom.container.querySelector(".message"));
@@ -426,6 +511,7 @@ function createMessage({ role, content = "", status = "complete", id = null, cre
     article.append(el("div", { className: "message-avatar", "aria-hidden": "true", text: "c3" }));
   }
   article.append(body);
+  resizes.observe(article);
   const info = { role, text: content, status, createdAt };
   messages.set(article, info);
   if (role === "user") {
@@ -478,6 +564,8 @@ function setTyping(article, on) {
   } else if (!on && existing) {
     existing.remove();
   }
+  // In the same task as the change, so the view never shows a gap under the last line.
+  scrollToBottom();
 }
 
 function setNotice(article, notice) {
@@ -488,6 +576,7 @@ function setNotice(article, notice) {
   node.append(el("span", { className: "notice-text", text: notice.text }));
   for (const action of notice.actions || []) node.append(action);
   body.insertBefore(node, body.querySelector(".message-actions"));
+  scrollToBottom();
   return node;
 }
 
@@ -516,7 +605,7 @@ function applyStatus(article, { status, finishReason = "", code = "", content = 
     });
   } else if (status === "error") {
     const actions = [];
-    if (code === "network_error" && info.stream && info.stream.messageId) {
+    if (code === "network_error" && info.stream && info.stream.client.messageId) {
       actions.push(noticeButton("resume-button", t("resume"), ICONS.plug));
     }
     if (code !== "unauthenticated" && code !== "upstream_auth") {
@@ -659,13 +748,17 @@ function flashCopied(button, ok) {
   const previous = label ? label.textContent : null;
   const copyIcon = svg;
   const check = icon(CHECK_ICON);
+  const name = button.getAttribute("aria-label");
   svg?.replaceWith(check);
   if (label) label.textContent = t("copied");
+  // Screen readers read the accessible name, not the visible text: it says "Copied" too.
+  button.setAttribute("aria-label", t("copied"));
   button.classList.add("is-done");
   clearTimeout(button._copiedTimer);
   button._copiedTimer = setTimeout(() => {
     check.replaceWith(copyIcon);
     if (label) label.textContent = previous;
+    if (name) button.setAttribute("aria-label", name);
     button.classList.remove("is-done");
   }, 1600);
 }
@@ -692,21 +785,22 @@ function clearInflight(messageId) {
   }
 }
 
-function writeInflight(stream) {
-  if (!stream.messageId) return;
-  stream.savedAt = Date.now();
-  clearTimeout(stream.saveTimer);
-  stream.saveTimer = null;
+function writeInflight(answer) {
+  const { client } = answer;
+  if (!client.messageId || answer.background) return;
+  answer.savedAt = Date.now();
+  clearTimeout(answer.saveTimer);
+  answer.saveTimer = null;
   try {
     // The text and the id of the last event it includes are saved together, so a reload
     // can show this text and ask the server only for what came after.
     sessionStorage.setItem(
       INFLIGHT_KEY,
       JSON.stringify({
-        message_id: stream.messageId,
-        conversation_id: stream.conversationId,
-        last_event_id: stream.lastEventId,
-        text: stream.info.text,
+        message_id: client.messageId,
+        conversation_id: answer.conversationId,
+        last_event_id: client.lastEventId,
+        text: client.text,
       }),
     );
   } catch {
@@ -714,38 +808,138 @@ function writeInflight(stream) {
   }
 }
 
-function saveInflightSoon(stream) {
-  if (Date.now() - (stream.savedAt || 0) > 400) writeInflight(stream);
-  else if (!stream.saveTimer) stream.saveTimer = setTimeout(() => !stream.final && !stream.detached && writeInflight(stream), 400);
+function saveInflightSoon(answer) {
+  if (Date.now() - (answer.savedAt || 0) > 400) writeInflight(answer);
+  else if (!answer.saveTimer) {
+    answer.saveTimer = setTimeout(() => !answer.client.final && state.stream === answer && writeInflight(answer), 400);
+  }
 }
 
 window.addEventListener("pagehide", () => {
   state.unloading = true;
-  const stream = state.stream;
-  if (stream && !stream.final && !stream.detached) writeInflight(stream);
+  const answer = state.stream;
+  if (answer && !answer.client.final) writeInflight(answer);
 });
 
 // ------------------------------------------------------------------------------ streaming
+// The stream client (js/stream_client.js) owns the HTTP side; what follows renders its
+// updates into one answer element.
 
-class AnswerStream {
-  constructor(article, { conversationId, messageId = null, lastEventId = 0, userText = "", userEl = null }) {
-    this.article = article;
-    this.info = messages.get(article);
-    this.info.stream = this;
-    this.conversationId = conversationId;
-    this.messageId = messageId;
-    this.lastEventId = lastEventId;
-    this.userText = userText;
-    this.userEl = userEl;
-    this.final = false;
-    this.detached = false;
-    this.attempts = 0;
-    this.controller = null;
-    this.retryTimer = null;
-    this.stopRequested = false;
-    this.autoResumed = false;
-    this.gotResponse = false;
+function newAnswer(article, { conversationId, messageId = null, lastEventId = 0, text = "", userText = "", userEl = null, body = null }) {
+  const info = messages.get(article);
+  const answer = { article, info, conversationId, userText, userEl, background: false, savedAt: 0, saveTimer: null };
+  info.stream = answer;
+  answer.client = new StreamClient({
+    request: (suffix, init) => api.streamFetch(suffix, init),
+    onUpdate: (update) => (answer.background ? onBackgroundUpdate(answer, update) : onAnswerUpdate(answer, update)),
+    body,
+    conversationId,
+    messageId,
+    lastEventId,
+    text,
+    isOnline: () => navigator.onLine,
+    waitOnline: (go) => window.addEventListener("online", go, { once: true }),
+    canAutoResume: () => !state.stream && state.currentId === answer.conversationId && article.isConnected,
+  });
+  return answer;
+}
+
+function onAnswerUpdate(answer, update) {
+  if (state.unloading) return;
+  const { article, info, client } = answer;
+  switch (update.type) {
+    case "connecting":
+      beginStream(answer);
+      break;
+    case "reconnecting":
+      setNotice(article, { kind: "warning", text: t("reconnecting") });
+      break;
+    case "reconnected":
+      setNotice(article, null);
+      break;
+    case "start": {
+      info.text = "";
+      if (update.messageId) article.dataset.messageId = update.messageId;
+      if (update.conversationId && update.conversationId !== answer.conversationId) {
+        const wasCurrent = state.currentId === answer.conversationId;
+        if (answer.conversationId) state.live.delete(answer.conversationId);
+        answer.conversationId = update.conversationId;
+        state.live.add(answer.conversationId);
+        if (wasCurrent) conversationOpened(answer.conversationId, { replace: true });
+      }
+      if (update.userMessageId && answer.userEl) answer.userEl.dataset.messageId = update.userMessageId;
+      if (update.model) info.model = update.model;
+      setTyping(article, true);
+      scheduleRender(article);
+      writeInflight(answer);
+      announce(t("generating"));
+      refreshConversationsSoon();
+      break;
+    }
+    case "text":
+      info.text = update.text;
+      setTyping(article, false);
+      scheduleRender(article);
+      saveInflightSoon(answer);
+      break;
+    case "end":
+      finishAnswer(answer, update);
+      break;
+    case "lost":
+      // Dropped before the answer had an id: the conversation's history knows it.
+      endStream(answer);
+      sleep(1000).then(() => {
+        if (answer.background) return;
+        if (state.currentId === answer.conversationId && answer.conversationId) openConversation(answer.conversationId);
+        else if (!answer.conversationId) init({ reopen: true });
+      });
+      break;
+    case "stop-unconfirmed":
+      dom.stop.disabled = false;
+      break;
+    default:
+      break;
   }
+  void client;
+}
+
+/** An answer the user switched away from: only its "still answering" marker is kept up. */
+function onBackgroundUpdate(answer, update) {
+  if (update.type === "start" && update.conversationId) answer.conversationId = update.conversationId;
+  if (update.type !== "end" && update.type !== "lost") return;
+  answer.client.detach();
+  state.background.delete(answer);
+  if (answer.conversationId && !liveElsewhere(answer)) {
+    state.live.delete(answer.conversationId);
+    renderConversationList();
+  }
+}
+
+function liveElsewhere(answer) {
+  if (state.stream && state.stream !== answer && state.stream.conversationId === answer.conversationId) return true;
+  return [...state.background].some((other) => other !== answer && other.conversationId === answer.conversationId);
+}
+
+function finishAnswer(answer, ending) {
+  const { article } = answer;
+  const messageId = answer.client.messageId;
+  if (ending.preStream) answer.info.preStream = true;
+  if (ending.code === "network_error" && messageId) writeInflight(answer);
+  else clearInflight(messageId);
+  endStream(answer);
+  applyStatus(article, ending);
+  if (ending.model) answer.info.model = ending.model;
+  if (ending.usage) answer.info.usage = ending.usage;
+  if (ending.resumeScheduled) {
+    const notice = article.querySelector(".message-notice .notice-text");
+    if (notice) notice.textContent = t("resumingSoon");
+  }
+  renderNow(article);
+  updateMessageChrome();
+  if (ending.status === "complete") announce(t("answerComplete"));
+  else if (ending.status === "stopped") announce(t("statusStopped"));
+  else announce(errorText(ending.code, ending.content));
+  if (messageId) refreshConversationsSoon(400);
 }
 
 function setStreamingUI(on) {
@@ -753,297 +947,80 @@ function setStreamingUI(on) {
   dom.stop.hidden = !on;
   dom.stop.disabled = false;
   dom.send.hidden = on;
+  // The stop button disappears: keep the keyboard in the composer, not on <body>.
   if (stopHadFocus && !on) dom.input.focus();
   updateSendState();
   updateMessageChrome();
 }
 
-function beginStream(stream) {
-  state.stream = stream;
-  stream.final = false;
-  stream.info.status = "streaming";
-  stream.article.dataset.status = "streaming";
-  stream.article.setAttribute("aria-busy", "true");
-  buildActions(stream.article);
-  if (!stream.info.text) setTyping(stream.article, true);
-  if (stream.conversationId) {
-    state.live.add(stream.conversationId);
+function beginStream(answer) {
+  state.stream = answer;
+  answer.info.status = "streaming";
+  answer.article.dataset.status = "streaming";
+  answer.article.setAttribute("aria-busy", "true");
+  buildActions(answer.article);
+  if (!answer.info.text) setTyping(answer.article, true);
+  if (answer.conversationId) {
+    state.live.add(answer.conversationId);
     renderConversationList();
   }
   setStreamingUI(true);
 }
 
-function endStream(stream) {
-  clearTimeout(stream.retryTimer);
-  clearTimeout(stream.saveTimer);
-  if (state.stream === stream) state.stream = null;
-  if (stream.conversationId && state.live.delete(stream.conversationId)) renderConversationList();
+function endStream(answer) {
+  clearTimeout(answer.saveTimer);
+  if (state.stream === answer) state.stream = null;
+  if (answer.conversationId && !liveElsewhere(answer) && state.live.delete(answer.conversationId)) renderConversationList();
   setStreamingUI(Boolean(state.stream));
 }
 
-/** Stop reading an answer without stopping its generation (switching conversations). */
-function detachStream(stream) {
-  if (!stream) return;
-  stream.detached = true;
-  stream.controller?.abort();
-  clearInflight(stream.messageId);
-  endStream(stream);
+/**
+ * Stop rendering an answer without stopping its generation (switching conversations).
+ * Its client keeps reading in the background so the sidebar can show that the
+ * conversation is still answering, until the answer ends.
+ */
+function detachStream(answer) {
+  if (!answer) return;
+  clearTimeout(answer.saveTimer);
+  clearInflight(answer.client.messageId);
+  if (state.stream === answer) state.stream = null;
+  if (answer.client.final || !answer.client.messageId) {
+    answer.client.detach();
+  } else {
+    answer.background = true;
+    state.background.add(answer);
+  }
+  setStreamingUI(Boolean(state.stream));
 }
 
-async function runStream(stream, mode) {
-  if (stream.detached) return;
-  beginStream(stream);
-  stream.controller = new AbortController();
-  const { signal } = stream.controller;
-  let response;
-  try {
-    if (mode === "post") {
-      response = await api.streamFetch("", {
-        method: "POST",
-        signal,
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify({ message: stream.userText, include_history: true, conversation_id: stream.conversationId }),
-      });
-    } else {
-      response = await api.streamFetch(`${encodeURIComponent(stream.messageId)}/`, {
-        signal,
-        headers: { Accept: "text/event-stream", "Last-Event-ID": String(stream.lastEventId || 0) },
-      });
+/** Opening a conversation again: its own resume replaces any background reader. */
+function dropBackgroundReaders(conversationId) {
+  for (const answer of [...state.background]) {
+    if (answer.conversationId === conversationId) {
+      answer.client.detach();
+      state.background.delete(answer);
     }
-  } catch {
-    if (stream.detached || state.unloading) return;
-    if (mode === "post" && !stream.messageId) {
-      // The request may never have reached the server: do not send it twice on our own.
-      finishStream(stream, "error", { code: "network_error", preStream: true });
-    } else {
-      connectionDropped(stream);
-    }
-    return;
-  }
-  if (stream.detached) return;
-  stream.gotResponse = true;
-  const type = response.headers.get("content-type") || "";
-  if (!response.ok || !type.includes("text/event-stream")) {
-    await failedResponse(stream, response, mode);
-    return;
-  }
-  try {
-    await readEventStream(
-      response,
-      (event) => onStreamEvent(stream, event),
-      (ms) => {
-        stream.retryMs = ms;
-      },
-    );
-  } catch {
-    /* the connection dropped: handled below */
-  }
-  if (stream.detached || state.unloading || stream.final) return;
-  connectionDropped(stream);
-}
-
-function onStreamEvent(stream, event) {
-  if (stream.detached || stream.final) return;
-  let data;
-  try {
-    data = JSON.parse(event.data);
-  } catch {
-    return;
-  }
-  if (event.id !== null && /^\d+$/.test(event.id)) stream.lastEventId = Number(event.id);
-  stream.attempts = 0;
-  const article = stream.article;
-  const info = stream.info;
-  if (info.reconnecting) {
-    info.reconnecting = false;
-    setNotice(article, null);
-  }
-  switch (data.type) {
-    case "start": {
-      // Every start means "the text begins here": replays start from empty.
-      info.text = "";
-      if (data.message_id) {
-        stream.messageId = data.message_id;
-        article.dataset.messageId = data.message_id;
-      }
-      if (data.conversation_id && data.conversation_id !== stream.conversationId) {
-        if (state.currentId === stream.conversationId) state.currentId = data.conversation_id;
-        if (stream.conversationId) state.live.delete(stream.conversationId);
-        stream.conversationId = data.conversation_id;
-        state.live.add(stream.conversationId);
-      }
-      setTyping(article, true);
-      scheduleRender(article);
-      writeInflight(stream);
-      if (stream.stopRequested) sendStop(stream);
-      announce(t("generating"));
-      refreshConversationsSoon();
-      break;
-    }
-    case "content": {
-      if (!data.content) break;
-      info.text += data.content;
-      setTyping(article, false);
-      scheduleRender(article);
-      saveInflightSoon(stream);
-      break;
-    }
-    case "done": {
-      finishStream(stream, data.finish_reason === "stopped" ? "stopped" : "complete", {
-        finishReason: data.finish_reason || "stop",
-      });
-      break;
-    }
-    case "error": {
-      const code = data.code || "internal_error";
-      if (code === "server_restarting" || code === "interrupted") {
-        finishStream(stream, "interrupted", { code, content: data.content });
-        if (code === "server_restarting" && !stream.autoResumed && stream.messageId) scheduleRestartResume(stream);
-      } else {
-        finishStream(stream, "error", { code, content: data.content });
-      }
-      break;
-    }
-    default:
-      break;
   }
 }
 
-function finishStream(stream, status, details = {}) {
-  stream.final = true;
-  if (details.preStream) stream.info.preStream = true;
-  clearInflight(stream.messageId);
-  endStream(stream);
-  applyStatus(stream.article, { status, ...details });
-  renderNow(stream.article);
-  updateMessageChrome();
-  if (status === "complete") announce(t("answerComplete"));
-  else if (status === "stopped") announce(t("statusStopped"));
-  else announce(errorText(details.code, details.content));
-  if (stream.messageId) refreshConversationsSoon(400);
-}
-
-function scheduleRestartResume(stream) {
-  stream.autoResumed = true;
-  const notice = stream.article.querySelector(".message-notice .notice-text");
-  if (notice) notice.textContent = t("resumingSoon");
-  stream.retryTimer = setTimeout(() => {
-    if (stream.detached || state.stream || state.currentId !== stream.conversationId) return;
-    if (!stream.article.isConnected) return;
-    setNotice(stream.article, null);
-    runStream(stream, "resume");
-  }, RESTART_RESUME_DELAY_MS);
-}
-
-function connectionDropped(stream) {
-  if (!stream.messageId) {
-    // Dropped before the answer had an id: the conversation's history knows it.
-    stream.final = true;
-    endStream(stream);
-    sleep(1000).then(() => {
-      if (!stream.detached && state.currentId === stream.conversationId) openConversation(stream.conversationId);
-      else if (!stream.detached && !stream.conversationId) init({ reopen: true });
-    });
-    return;
-  }
-  stream.attempts += 1;
-  if (stream.attempts > MAX_RECONNECTS) {
-    writeInflight(stream);
-    finishStream(stream, "error", { code: "network_error" });
-    return;
-  }
-  stream.info.reconnecting = true;
-  setNotice(stream.article, { kind: "warning", text: t("reconnecting") });
-  const delay = Math.min(15000, 500 * 2 ** (stream.attempts - 1));
-  const go = () => {
-    if (stream.detached || stream.final) return;
-    if (!navigator.onLine) {
-      window.addEventListener("online", go, { once: true });
-      return;
-    }
-    runStream(stream, "resume");
-  };
-  stream.retryTimer = setTimeout(go, delay);
-}
-
-async function failedResponse(stream, response, mode) {
-  let text = "";
-  try {
-    text = await response.text();
-  } catch {
-    text = "";
-  }
-  let data = firstEventData(text);
-  if (!data) {
-    try {
-      const json = JSON.parse(text);
-      data = json.error ? { code: json.error.code, content: json.error.message } : json;
-    } catch {
-      data = null;
-    }
-  }
-  const status = response.status;
-  const byStatus = { 400: "invalid_request", 401: "unauthenticated", 403: "csrf_failed", 404: "not_found", 413: "payload_too_large", 429: "rate_limited", 503: "server_restarting" };
-  const code = (data && data.code) || byStatus[status] || (status >= 500 ? "internal_error" : "invalid_request");
-  if (status === 401) dom.sessionBanner.hidden = false;
-  // A resume that meets a proxy error or a restarting server is a dropped connection.
-  if (mode === "resume" && (status >= 502 || code === "server_restarting")) {
-    connectionDropped(stream);
-    return;
-  }
-  const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "", 10);
-  finishStream(stream, "error", {
-    code,
-    content: data && data.content,
-    retryAfter: Number.isFinite(retryAfter) ? retryAfter : 0,
-    preStream: mode === "post" && !stream.messageId,
-  });
-}
-
-async function sendStop(stream) {
-  if (!stream.messageId) {
-    stream.stopRequested = true;
-    return;
-  }
-  stream.stopRequested = false;
-  let status = "";
-  try {
-    const response = await api.streamFetch(`${encodeURIComponent(stream.messageId)}/stop/`, {
-      method: "POST",
-      headers: { Accept: "application/json" },
-    });
-    if (response.ok) status = (await response.json()).status || "";
-  } catch {
-    status = "";
-  }
-  // The stream itself normally reports `done` (stopped); if it cannot (reconnecting), end here.
-  setTimeout(() => {
-    if (stream.final || stream.detached) return;
-    stream.controller?.abort();
-    if (status === "stopped" || status === "complete") {
-      finishStream(stream, status, { finishReason: status === "stopped" ? "stopped" : "stop" });
-    } else if (status === "error" || status === "interrupted") {
-      finishStream(stream, status, { code: status === "interrupted" ? "interrupted" : "internal_error" });
-    } else {
-      dom.stop.disabled = false;
-    }
-  }, 2500);
-}
-
-dom.stop.addEventListener("click", () => {
-  const stream = state.stream;
-  if (!stream) return;
+function stopAnswer() {
+  const answer = state.stream;
+  if (!answer) return;
+  // The stop button goes away when the answer ends: move the keyboard to the input now,
+  // before disabling the button drops focus to <body>.
+  if (document.activeElement === dom.stop) dom.input.focus();
   dom.stop.disabled = true;
-  sendStop(stream);
-});
+  answer.client.stop();
+}
+
+dom.stop.addEventListener("click", stopAnswer);
 
 function resumeAnswer(article) {
   const info = messages.get(article);
-  const stream = info && info.stream;
-  if (!stream || !stream.messageId || state.stream) return;
-  stream.attempts = 0;
+  const answer = info && info.stream;
+  if (!answer || !answer.client.messageId || state.stream) return;
   setNotice(article, null);
-  runStream(stream, "resume");
+  answer.client.resume();
 }
 
 function retryAnswer(article) {
@@ -1066,8 +1043,8 @@ function sendMessage(text) {
   const article = appendMessage({ role: "assistant", status: "streaming", createdAt: new Date().toISOString() });
   updateMessageChrome();
   scrollToBottom(true);
-  const stream = new AnswerStream(article, { conversationId: state.currentId, userText: text, userEl });
-  runStream(stream, "post");
+  const body = { message: text, include_history: true, conversation_id: state.currentId };
+  newAnswer(article, { conversationId: state.currentId, userText: text, userEl, body }).client.start();
 }
 
 // ------------------------------------------------------------------------------ composer
@@ -1131,6 +1108,12 @@ dom.form.addEventListener("submit", (event) => {
 });
 
 // ------------------------------------------------------------------------------ conversations
+
+/** The page now shows conversation `id` (a new answer's conversation got its id). */
+function conversationOpened(id) {
+  state.currentId = id;
+  renderConversationList();
+}
 
 function renderHistoryError(seq) {
   if (seq !== state.loadSeq) return;
@@ -1212,17 +1195,44 @@ async function openConversation(id, { inflight = null } = {}) {
       lastEventId = Number(record.last_event_id) || 0;
       renderNow(article);
     }
-    const stream = new AnswerStream(article, {
+    dropBackgroundReaders(id);
+    newAnswer(article, {
       conversationId: id,
       messageId: message.id,
       lastEventId,
+      text: info.text,
       userText: previousUserText(article),
-    });
-    runStream(stream, "resume");
+    }).client.resume();
   } else if (record && record.conversation_id === id) {
     clearInflight();
   }
 }
+
+// ------------------------------------------------------------------------------ keyboard
+
+function openShortcuts() {
+  if (!dom.shortcutsDialog.open) dom.shortcutsDialog.showModal();
+}
+
+dom.shortcutsButton.addEventListener("click", openShortcuts);
+
+document.addEventListener("keydown", (event) => {
+  if (event.defaultPrevented) return;
+  const target = event.target;
+  const typing = target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  const dialogOpen = Boolean(document.querySelector("dialog[open]"));
+  const action = shortcutFor(event, { typing, streaming: Boolean(state.stream), dialogOpen });
+  if (!action) return;
+  if (action === "stop" && dom.app.classList.contains("sidebar-open")) return; // Escape closes the list first
+  event.preventDefault();
+  if (action === "stop") stopAnswer();
+  else if (action === "new-chat") newConversation();
+  else if (action === "focus-search") {
+    if (narrow.matches) setSidebar(true, { focus: false });
+    dom.search.focus();
+    dom.search.select();
+  } else if (action === "help") openShortcuts();
+});
 
 // ------------------------------------------------------------------------------ start
 
