@@ -19,7 +19,7 @@ from django.conf import settings
 
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
-from . import persistence
+from . import persistence, titles
 from .errors import InternalError, NotFound, RateLimited, ServerRestarting
 from .eventlog import EventLog, MemoryEventLog
 from .events import (
@@ -85,6 +85,7 @@ class ChatService:
     accepting: bool = True
     _reserved: Counter = field(default_factory=Counter)
     _drain_task: asyncio.Task | None = None
+    _background: set[asyncio.Task] = field(default_factory=set)  # auto titles
 
     # --- starting ------------------------------------------------------------------------
 
@@ -103,13 +104,7 @@ class ChatService:
         try:
             await self.rate_limit.hit(user_id)
             provider = self.provider_factory()
-            prepared = await persistence.prepare_chat(
-                user_id,
-                request.conversation_id,
-                request.message,
-                request.include_history,
-                provider.model,
-            )
+            prepared = await persistence.prepare_chat(user_id, request, provider.model_for)
             message_id = prepared.assistant_message_id
             if not self.accepting:
                 # A shutdown began while the rows were written: nobody would drain this
@@ -124,7 +119,10 @@ class ChatService:
                 )
                 raise ServerRestarting()
             await self.log.open(message_id)
-            await self.log.append(message_id, start_data(prepared.conversation_id, message_id))
+            await self.log.append(
+                message_id,
+                start_data(prepared.conversation_id, message_id, **prepared.start_fields()),
+            )
             generation = Generation(message_id=message_id, user_id=user_id)
             self.generations[message_id] = generation
             generation.task = asyncio.create_task(
@@ -183,7 +181,7 @@ class ChatService:
             next_id += 1
             return ChatEvent(id=next_id - 1, data=data)
 
-        yield event(start_data(snapshot.conversation_id, snapshot.id))
+        yield event(start_data(snapshot.conversation_id, snapshot.id, **snapshot.start_fields()))
         sent = 0
         quiet = 0.0
         while True:
@@ -242,7 +240,9 @@ class ChatService:
         # model sends nothing, e.g. a long wait for the first token.
         watcher = asyncio.create_task(self._watch(generation, parts))
         try:
-            async for delta in provider.astream(prepared.context):
+            async for delta in provider.astream(
+                prepared.context, model=prepared.model, language=prepared.language
+            ):
                 if delta.text:
                     parts.append(delta.text)
                     text_len += len(delta.text)
@@ -277,6 +277,13 @@ class ChatService:
             await asyncio.shield(finalize)
         except asyncio.CancelledError:
             await finalize
+        if prepared.wants_title and outcome[0] == Message.Status.COMPLETE:
+            # After the final event: a slow or failing title never touches the answer.
+            task = asyncio.create_task(
+                titles.agenerate_title(provider, prepared), name=f"title-{message_id}"
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _watch(self, generation: Generation, parts: list[str]) -> None:
         while True:

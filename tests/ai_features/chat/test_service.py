@@ -78,10 +78,22 @@ class ScriptedProvider:
         self.reply = reply
         self.on_call = on_call
         self.calls: list[list[dict[str, str]]] = []
+        self.models: list[str | None] = []
+        self.titles: list[list[dict[str, str]]] = []
         self.closed = 0
 
-    async def astream(self, messages: list[dict[str, str]]) -> AsyncIterator[Delta]:
+    def model_for(self, requested: str | None) -> str:
+        return requested or self.model
+
+    async def astream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str | None = None,
+        language: str | None = None,
+    ) -> AsyncIterator[Delta]:
         self.calls.append([dict(m) for m in messages])
+        self.models.append(model)
         try:
             if self.on_call is not None:
                 await self.on_call(messages)
@@ -206,6 +218,9 @@ async def test_events_are_start_content_done_with_ids_from_one(alice: AbstractBa
         "content": START_TEXT,
         "conversation_id": prepared.conversation_id,
         "message_id": mid,
+        "user_message_id": prepared.user_message_id,
+        "parent_id": None,  # the first question
+        "model": MODEL,
     }
     assert [e.data["content"] for e in events[1:4]] == ["Hel", "lo ", "world"]
     assert events[-1].data == {
