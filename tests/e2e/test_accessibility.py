@@ -1,5 +1,6 @@
 """axe-core (frontend/node_modules, a devDependency) on every page state a user meets:
-login, the empty chat, an answer with code and a table, the dialogs, the phone layout,
+login, the empty chat, an answer with code and a table, the settings panel and the other
+dialogs, the export menu, the phone layout,
 each in light and dark. Zero violations of any impact.
 """
 
@@ -70,6 +71,17 @@ def test_login_and_chat_pages_have_no_violations(make_user, e2e_stack, scheme):
             "() => JSON.parse(document.getElementById('chat-strings').textContent).copied"
         ),
     )
+
+    page.locator("#settings-button").click()
+    expect(page.locator("#settings-dialog")).to_be_visible()
+    assert_no_violations(page, f"settings panel ({scheme})")
+    page.keyboard.press("Escape")
+    expect(page.locator("#settings-dialog")).to_be_hidden()
+
+    page.locator("#export-button").click()
+    expect(page.locator("#export-menu")).to_be_visible()
+    assert_no_violations(page, f"export menu ({scheme})")
+    page.keyboard.press("Escape")
 
     page.locator("#shortcuts-button").click()
     expect(page.locator("#shortcuts-dialog")).to_be_visible()

@@ -33,19 +33,23 @@ def test_new_switch_rename_delete(make_user, e2e_stack):
     alpha_id = chat.current_conversation_id()
     expect(chat.conversations).to_have_count(1)
 
-    # New: an empty conversation becomes current; the old one stays in the list.
+    # New: an empty chat, nothing current; the old one stays in the list. The server
+    # creates the conversation with its first message, not before.
     page.click("#new-conversation")
     expect(chat.container.locator("article.message")).to_have_count(0)
     expect(page.locator("#empty-state")).to_be_visible()
-    expect(chat.conversations).to_have_count(2)
+    expect(chat.current_conversation).to_have_count(0)
     expect(chat.conversation(alpha_id)).not_to_have_class(CURRENT)
-    beta_id = chat.current_conversation_id()
-    assert beta_id != alpha_id
     expect(chat.title).to_have_text(untitled)
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/")
+    assert conversation_ids(page, e2e_stack.app_url) == [alpha_id]
 
     beta = "Beta question [[fake tokens=5]]"
     chat.send_and_complete(beta)
-    assert chat.current_conversation_id() == beta_id
+    expect(chat.conversations).to_have_count(2)
+    beta_id = chat.current_conversation_id()
+    assert beta_id != alpha_id
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/{beta_id}/")
     # The first message names the conversation (the list refreshes after the answer).
     beta_title = chat.conversation(beta_id).locator(".conversation-title-text")
     expect(beta_title).to_contain_text("Beta question", timeout=UI_TIMEOUT_MS)

@@ -2,7 +2,15 @@
 // (#chat-strings, translated by Django); configuration from #chat-config.
 
 import { Api, ApiError } from "./js/api.js";
-import { followsAfterScroll, isAtBottom as atBottom, isScrollKey, shortcutFor } from "./js/chat_state.js";
+import {
+  conversationIdFromPath,
+  followsAfterScroll,
+  isAtBottom as atBottom,
+  isScrollKey,
+  pathForConversation,
+  shortcutFor,
+  versionLabel,
+} from "./js/chat_state.js";
 import { StreamClient } from "./js/stream_client.js";
 import { CHECK_ICON, COPY_ICON, icon, markdownReady, renderInto, setLabels } from "./js/markdown.js";
 
@@ -16,6 +24,8 @@ const MAX_RECONNECTS = 8;
 const RESTART_RESUME_DELAY_MS = 3000;
 
 const ICONS = {
+  left: ["M15 6l-6 6 6 6"],
+  right: ["M9 6l6 6-6 6"],
   pencil: ["M12 20h9", "M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4z"],
   trash: ["M3 6h18", "M8 6V4h8v2", "M19 6l-1 14H6L5 6", "M10 11v6M14 11v6"],
   refresh: ["M21 12a9 9 0 1 1-2.64-6.36", "M21 3v6h-6"],
@@ -110,6 +120,18 @@ const dom = {
   search: $("conversation-search"),
   shortcutsButton: $("shortcuts-button"),
   shortcutsDialog: $("shortcuts-dialog"),
+  modelSelect: $("model-select"),
+  settingsButton: $("settings-button"),
+  settingsDialog: $("settings-dialog"),
+  settingsForm: $("settings-form"),
+  settingsError: $("settings-error"),
+  instructions: $("conversation-instructions"),
+  exportButton: $("export-button"),
+  exportMenu: $("export-menu"),
+  exportMarkdown: $("export-markdown"),
+  exportJson: $("export-json"),
+  deleteAllButton: $("delete-all-button"),
+  deleteAllDialog: $("delete-all-dialog"),
 };
 
 setLabels({ copyCode: t("copyCode"), copy: t("copy"), copied: t("copied"), code: t("code"), table: t("table") });
@@ -125,6 +147,7 @@ const state = {
   matches: null, // search results while the search field holds a query
   query: "",
   currentId: null,
+  newChatModel: null, // the model picked for a chat that has no conversation yet
   loadSeq: 0,
   stream: null, // the answer the composer is waiting on (see newAnswer)
   background: new Set(), // answers switched away from, still read for the sidebar marker
@@ -214,7 +237,7 @@ function renderConversationList({ force = false } = {}) {
       "button",
       { type: "button", className: "conversation-link", title, "aria-current": current ? "page" : null },
       el("span", { className: "conversation-title-text", text: title }),
-      state.live.has(conversation.id) ? el("span", { className: "conversation-live", title: t("streamingBadge") }) : null,
+      state.live.has(conversation.id) || conversation.streaming ? el("span", { className: "conversation-live", title: t("streamingBadge") }) : null,
     );
     const actions = el(
       "div",
@@ -406,20 +429,12 @@ async function deleteConversation(id) {
   if (!dom.list.contains(document.activeElement) || document.activeElement === document.body) dom.input.focus();
 }
 
+/** A new chat: nothing is created on the server until its first message is sent. */
 async function newConversation() {
   setSidebar(false, { focus: false });
-  const hasMessages = dom.container.querySelector(".message");
-  if (state.currentId && !hasMessages && !state.stream) {
-    dom.input.focus();
-    return;
-  }
-  try {
-    const conversation = await api.json("POST", config.conversationsUrl, {});
-    state.conversations = [conversation, ...state.conversations.filter((c) => c.id !== conversation.id)];
-    await openConversation(conversation.id);
-  } catch {
-    showComposerError(t("createFailed"));
-  }
+  state.newChatModel = null; // a new chat starts on the default model
+  if (state.currentId || state.stream) await openConversation(null);
+  else updateConversationTools();
   dom.input.focus();
 }
 
@@ -495,24 +510,24 @@ function clearMessages() {
   }
 }
 
-function createMessage({ role, content = "", status = "complete", id = null, createdAt = null }) {
+function createMessage({ role, content = "", status = "complete", id = null, createdAt = null, versions = null, model = null, usage = null }) {
   const article = el("article", {
     className: "message",
     "data-role": role,
     "aria-label": role === "user" ? t("you") : t("assistant"),
   });
+  if (id) article.dataset.messageId = id;
   const body = el("div", { className: "message-body" });
   const contentEl = el("div", { className: "message-content" });
   const actions = el("div", { className: "message-actions" });
   body.append(contentEl, actions);
   if (role === "assistant") {
     article.dataset.status = status;
-    if (id) article.dataset.messageId = id;
     article.append(el("div", { className: "message-avatar", "aria-hidden": "true", text: "c3" }));
   }
   article.append(body);
   resizes.observe(article);
-  const info = { role, text: content, status, createdAt };
+  const info = { role, text: content, status, createdAt, versions, model, usage };
   messages.set(article, info);
   if (role === "user") {
     contentEl.textContent = content;
@@ -523,6 +538,33 @@ function createMessage({ role, content = "", status = "complete", id = null, cre
   return article;
 }
 
+/** Previous/next buttons and "2/3" for a turn with several versions, else null. */
+function versionSwitcher(info) {
+  const v = info.versions;
+  const label = v ? versionLabel(v.index - 1, v.count) : null;
+  if (!label) return null;
+  return el(
+    "div",
+    { className: "version-switcher", role: "group", "aria-label": t("versions") },
+    iconButton("version-button", t("previousVersion"), ICONS.left, { "data-action": "previous-version", disabled: v.index <= 1 }),
+    el("span", { className: "version-label", "data-role": "version-label", text: label }),
+    iconButton("version-button", t("nextVersion"), ICONS.right, { "data-action": "next-version", disabled: v.index >= v.count }),
+  );
+}
+
+/** "model · 123 tokens": what is stored about an answer, shown with its footer. */
+function answerMeta(info) {
+  const parts = [];
+  if (info.model) parts.push(info.model);
+  const usage = info.usage;
+  if (usage) {
+    const total = usage.total_tokens ?? (usage.prompt_tokens || 0) + (usage.completion_tokens || 0);
+    if (total) parts.push(t("tokens", { count: total }));
+  }
+  if (!parts.length) return null;
+  return el("span", { className: "message-meta", "data-role": "answer-meta", text: parts.join(" · ") });
+}
+
 function buildActions(article) {
   const info = messages.get(article);
   const actions = article.querySelector(".message-actions");
@@ -530,15 +572,19 @@ function buildActions(article) {
   actions.replaceChildren();
   if (info.role === "assistant" && info.status === "streaming") return;
   const items = info.text ? [iconButton("copy-message", t("copyMessage"), COPY_ICON)] : [];
-  if (info.role === "user") items.push(iconButton("edit-message", t("edit"), ICONS.edit));
+  if (info.role === "user" && article.dataset.messageId) {
+    items.push(iconButton("edit-message", t("edit"), ICONS.edit, { "data-action": "edit" }));
+  }
   if (regenerate) items.push(regenerate);
+  items.push(versionSwitcher(info));
+  if (info.role === "assistant") items.push(answerMeta(info));
   if (info.createdAt) {
     const date = new Date(info.createdAt);
     if (!Number.isNaN(date.getTime())) {
       items.push(el("time", { className: "message-time", datetime: date.toISOString(), title: dateTimeFormat.format(date), text: timeFormat.format(date) }));
     }
   }
-  actions.append(...items);
+  actions.append(...items.filter(Boolean));
 }
 
 function appendMessage(options) {
@@ -653,8 +699,7 @@ function updateMessageChrome() {
   const button = existing || iconButton("regenerate", t("regenerateLabel"), ICONS.refresh, { id: "regenerate-button" });
   const actions = last.querySelector(".message-actions");
   if (button.parentElement !== actions) {
-    const time = actions.querySelector(".message-time");
-    actions.insertBefore(button, time);
+    actions.insertBefore(button, actions.querySelector(".version-switcher, .message-meta, .message-time"));
   }
 }
 
@@ -727,10 +772,13 @@ dom.container.addEventListener("click", async (event) => {
   } else if (target.classList.contains("copy-message") && article) {
     flashCopied(target, await copyText(messages.get(article).text));
   } else if (target.classList.contains("edit-message") && article) {
-    dom.input.value = messages.get(article).text;
-    onInput();
-    dom.input.focus();
-    dom.input.setSelectionRange(dom.input.value.length, dom.input.value.length);
+    startEdit(article);
+  } else if (target.classList.contains("edit-save") && article) {
+    saveEdit(article);
+  } else if (target.classList.contains("edit-cancel") && article) {
+    cancelEdit(article);
+  } else if (target.dataset.action === "previous-version" || target.dataset.action === "next-version") {
+    if (article) switchVersion(article, target.dataset.action === "next-version" ? 1 : -1, target.dataset.action);
   } else if (target.id === "regenerate-button" || target.classList.contains("retry-button")) {
     if (article) retryAnswer(article);
   } else if (target.classList.contains("resume-button") && article) {
@@ -867,7 +915,19 @@ function onAnswerUpdate(answer, update) {
         state.live.add(answer.conversationId);
         if (wasCurrent) conversationOpened(answer.conversationId, { replace: true });
       }
-      if (update.userMessageId && answer.userEl) answer.userEl.dataset.messageId = update.userMessageId;
+      if (update.userMessageId && answer.userEl) {
+        answer.userEl.dataset.messageId = update.userMessageId;
+        const userInfo = messages.get(answer.userEl);
+        if (answer.userSiblingIds) {
+          const ids = [...answer.userSiblingIds, update.userMessageId];
+          userInfo.versions = { index: ids.length, count: ids.length, ids };
+        }
+        buildActions(answer.userEl);
+      }
+      if (answer.siblingIds && update.messageId) {
+        const ids = [...answer.siblingIds, update.messageId];
+        info.versions = { index: ids.length, count: ids.length, ids };
+      }
       if (update.model) info.model = update.model;
       setTyping(article, true);
       scheduleRender(article);
@@ -1023,9 +1083,22 @@ function resumeAnswer(article) {
   answer.client.resume();
 }
 
+/** What every new answer's request carries besides the message. */
+function streamOptions() {
+  const options = { include_history: true, language: LANG.startsWith("en") ? "en" : "ja" };
+  if (models.length > 1) options.model = dom.modelSelect.value;
+  return options;
+}
+
 function retryAnswer(article) {
   if (state.stream) return;
   const info = messages.get(article);
+  // An answer the server stored gets a new version; one whose request never reached it
+  // is sent again with its question.
+  if (article.dataset.messageId && state.currentId && !info.preStream) {
+    regenerateAnswer(article);
+    return;
+  }
   const text = (info.stream && info.stream.userText) || previousUserText(article);
   if (!text) return;
   if (info.preStream) {
@@ -1035,7 +1108,22 @@ function retryAnswer(article) {
   sendMessage(text);
 }
 
-function sendMessage(text) {
+/** Regenerate in place: a new version of this answer to the same, single question. */
+function regenerateAnswer(article) {
+  const info = messages.get(article);
+  const previous = info.versions || { index: 1, count: 1, ids: [article.dataset.messageId] };
+  const fresh = createMessage({ role: "assistant", status: "streaming", createdAt: new Date().toISOString() });
+  article.replaceWith(fresh);
+  state.stick = true;
+  updateMessageChrome();
+  scrollToBottom(true);
+  const body = { message: "", regenerate_message_id: article.dataset.messageId, conversation_id: state.currentId, ...streamOptions() };
+  const answer = newAnswer(fresh, { conversationId: state.currentId, userText: previousUserText(fresh), body });
+  answer.siblingIds = previous.ids;
+  answer.client.start();
+}
+
+function sendMessage(text, { editOf = null } = {}) {
   if (state.stream) return;
   showComposerError("");
   state.stick = true;
@@ -1043,8 +1131,98 @@ function sendMessage(text) {
   const article = appendMessage({ role: "assistant", status: "streaming", createdAt: new Date().toISOString() });
   updateMessageChrome();
   scrollToBottom(true);
-  const body = { message: text, include_history: true, conversation_id: state.currentId };
-  newAnswer(article, { conversationId: state.currentId, userText: text, userEl, body }).client.start();
+  const body = { message: text, ...streamOptions() };
+  if (editOf) body.edit_message_id = editOf.id;
+  if (state.currentId) body.conversation_id = state.currentId;
+  else body.new_conversation = true; // the conversation is created with its first message
+  const answer = newAnswer(article, { conversationId: state.currentId, userText: text, userEl, body });
+  if (editOf) answer.userSiblingIds = editOf.ids;
+  answer.client.start();
+}
+
+// ------------------------------------------------------------------------------ edit
+
+function startEdit(article) {
+  if (state.stream || article.querySelector(".edit-form")) return;
+  const info = messages.get(article);
+  const content = article.querySelector(".message-content");
+  const area = el("textarea", { className: "edit-input", rows: "3", "aria-label": t("editLabel") });
+  area.value = info.text;
+  const form = el(
+    "div",
+    { className: "edit-form" },
+    area,
+    el(
+      "div",
+      { className: "edit-actions" },
+      el("button", { type: "button", className: "dialog-button edit-cancel", text: t("editCancel") }),
+      el("button", { type: "button", className: "dialog-button is-primary edit-save", text: t("editSave") }),
+    ),
+  );
+  content.hidden = true;
+  article.querySelector(".message-actions").hidden = true;
+  content.after(form);
+  area.addEventListener("keydown", (event) => {
+    if (event.isComposing || event.keyCode === 229) return;
+    if (event.key === "Enter" && !event.shiftKey && !event.altKey) {
+      event.preventDefault();
+      saveEdit(article);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      cancelEdit(article);
+    }
+  });
+  area.focus();
+  area.setSelectionRange(area.value.length, area.value.length);
+}
+
+function cancelEdit(article) {
+  article.querySelector(".edit-form")?.remove();
+  article.querySelector(".message-content").hidden = false;
+  article.querySelector(".message-actions").hidden = false;
+  article.querySelector(".edit-message")?.focus();
+}
+
+/** Edit and resend: a new version of this question, and everything after it replaced. */
+function saveEdit(article) {
+  const area = article.querySelector(".edit-input");
+  const text = area ? area.value : "";
+  if (!text.trim() || text.length > maxChars || state.stream) return;
+  const info = messages.get(article);
+  const id = article.dataset.messageId;
+  if (text === info.text) {
+    cancelEdit(article);
+    return;
+  }
+  while (article.nextElementSibling) article.nextElementSibling.remove();
+  article.remove();
+  sendMessage(text, { editOf: { id, ids: (info.versions && info.versions.ids) || [id] } });
+  dom.input.focus({ preventScroll: true });
+}
+
+// ------------------------------------------------------------------------------ versions
+
+async function switchVersion(article, step, action) {
+  if (state.stream || !state.currentId) return;
+  const v = messages.get(article).versions;
+  const target = v && v.ids[v.index - 1 + step];
+  if (!target) return;
+  const role = article.dataset.role;
+  const position = [...dom.container.querySelectorAll(".message")].indexOf(article);
+  let data;
+  try {
+    data = await api.json("POST", `${config.conversationsUrl}${encodeURIComponent(state.currentId)}/current/`, { message_id: target });
+  } catch {
+    showComposerError(t("versionFailed"));
+    return;
+  }
+  renderHistory(data, state.currentId);
+  // Keep the keyboard on the same switcher (the turn was rendered again).
+  const same = dom.container.querySelectorAll(".message")[position];
+  const button = same && same.dataset.role === role && same.querySelector(`[data-action="${action}"]`);
+  if (button && !button.disabled) button.focus({ preventScroll: true });
+  else same?.querySelector(".version-switcher button:not(:disabled)")?.focus({ preventScroll: true });
 }
 
 // ------------------------------------------------------------------------------ composer
@@ -1109,10 +1287,21 @@ dom.form.addEventListener("submit", (event) => {
 
 // ------------------------------------------------------------------------------ conversations
 
+/** The browser's address for conversation `id` (null: a new chat). */
+function setUrl(id, { replace = false } = {}) {
+  const path = pathForConversation(config.chatUrl, id);
+  if (window.location.pathname === path) return;
+  const data = { conversationId: id };
+  if (replace) window.history.replaceState(data, "", path);
+  else window.history.pushState(data, "", path);
+}
+
 /** The page now shows conversation `id` (a new answer's conversation got its id). */
 function conversationOpened(id) {
   state.currentId = id;
+  setUrl(id, { replace: true });
   renderConversationList();
+  updateConversationTools();
 }
 
 function renderHistoryError(seq) {
@@ -1124,40 +1313,10 @@ function renderHistoryError(seq) {
   dom.container.append(box);
 }
 
-async function openConversation(id, { inflight = null } = {}) {
-  const seq = ++state.loadSeq;
-  detachStream(state.stream);
-  state.currentId = id;
-  renderConversationList();
-  showComposerError("");
-  if (!id) {
-    clearMessages();
-    showEmptyState();
-    updateMessageChrome();
-    return;
-  }
-  dom.container.classList.add("is-loading");
-  dom.container.setAttribute("aria-busy", "true");
-  let data;
-  try {
-    const params = new URLSearchParams({ conversation_id: id, limit: String(HISTORY_LIMIT) });
-    data = await api.json("GET", `${config.historyUrl}?${params}`);
-  } catch (error) {
-    if (seq !== state.loadSeq) return;
-    dom.container.classList.remove("is-loading");
-    dom.container.removeAttribute("aria-busy");
-    if (error instanceof ApiError && error.status === 404) {
-      state.conversations = state.conversations.filter((c) => c.id !== id);
-      await openConversation(state.conversations.length ? state.conversations[0].id : null);
-      return;
-    }
-    renderHistoryError(seq);
-    return;
-  }
-  if (seq !== state.loadSeq) return;
-  dom.container.classList.remove("is-loading");
-  dom.container.removeAttribute("aria-busy");
+/** Show a history payload ({conversation, history}); returns the answer still streaming. */
+function renderHistory(data, id) {
   clearMessages();
+  if (data.conversation) rememberConversation(data.conversation);
   let resumeTarget = null;
   for (const message of data.history || []) {
     if (message.role !== "user" && message.role !== "assistant") continue;
@@ -1167,6 +1326,9 @@ async function openConversation(id, { inflight = null } = {}) {
       status: message.role === "assistant" ? message.status || "complete" : "complete",
       id: message.id,
       createdAt: message.created_at,
+      versions: message.versions || null,
+      model: message.role === "assistant" ? message.model : null,
+      usage: message.usage || null,
     });
     dom.container.append(article);
     if (message.role === "assistant") {
@@ -1182,6 +1344,48 @@ async function openConversation(id, { inflight = null } = {}) {
   }
   showEmptyState();
   updateMessageChrome();
+  updateConversationTools();
+  void id;
+  return resumeTarget;
+}
+
+/** Open conversation `id` (null: a new, empty chat). `url`: "push", "replace" or false. */
+async function openConversation(id, { inflight = null, url = "push" } = {}) {
+  const seq = ++state.loadSeq;
+  detachStream(state.stream);
+  state.currentId = id;
+  if (url) setUrl(id, { replace: url === "replace" });
+  renderConversationList();
+  showComposerError("");
+  if (!id) {
+    clearMessages();
+    showEmptyState();
+    updateMessageChrome();
+    updateConversationTools();
+    return;
+  }
+  dom.container.classList.add("is-loading");
+  dom.container.setAttribute("aria-busy", "true");
+  let data;
+  try {
+    const params = new URLSearchParams({ conversation_id: id, limit: String(HISTORY_LIMIT) });
+    data = await api.json("GET", `${config.historyUrl}?${params}`);
+  } catch (error) {
+    if (seq !== state.loadSeq) return;
+    dom.container.classList.remove("is-loading");
+    dom.container.removeAttribute("aria-busy");
+    if (error instanceof ApiError && error.status === 404) {
+      state.conversations = state.conversations.filter((c) => c.id !== id);
+      await openConversation(null, { url: "replace" });
+      return;
+    }
+    renderHistoryError(seq);
+    return;
+  }
+  if (seq !== state.loadSeq) return;
+  dom.container.classList.remove("is-loading");
+  dom.container.removeAttribute("aria-busy");
+  const resumeTarget = renderHistory(data, id);
   state.stick = true;
   scrollToBottom(true);
   const record = inflight || readInflight();
@@ -1207,6 +1411,141 @@ async function openConversation(id, { inflight = null } = {}) {
     clearInflight();
   }
 }
+
+window.addEventListener("popstate", () => {
+  const id = conversationIdFromPath(window.location.pathname, config.chatUrl);
+  if (id !== state.currentId) openConversation(id, { url: false });
+});
+
+// ------------------------------------------------------------------------------ model, settings, export
+
+const models = Array.isArray(config.models) ? config.models : [];
+
+function rememberConversation(conversation) {
+  const index = state.conversations.findIndex((c) => c.id === conversation.id);
+  if (index >= 0) state.conversations[index] = { ...state.conversations[index], ...conversation };
+  else state.conversations.unshift(conversation);
+}
+
+function currentConversation() {
+  return state.conversations.find((c) => c.id === state.currentId) || null;
+}
+
+/** The topbar's tools follow the conversation on screen. */
+function updateConversationTools() {
+  const conversation = currentConversation();
+  if (models.length > 1) {
+    const wanted = (conversation && conversation.model) || state.newChatModel || config.defaultModel;
+    if (models.includes(wanted)) dom.modelSelect.value = wanted;
+  }
+  const exists = Boolean(state.currentId);
+  dom.settingsButton.hidden = !exists;
+  dom.exportButton.hidden = !exists;
+  if (!exists) closeExportMenu();
+  if (exists) {
+    const base = `${config.conversationsUrl}${encodeURIComponent(state.currentId)}/export/`;
+    dom.exportMarkdown.href = `${base}?format=md`;
+    dom.exportJson.href = `${base}?format=json`;
+  }
+}
+
+if (models.length > 1) {
+  dom.modelSelect.replaceChildren(...models.map((name) => el("option", { value: name, text: name })));
+  dom.modelSelect.value = config.defaultModel;
+  dom.modelSelect.hidden = false;
+}
+
+dom.modelSelect.addEventListener("change", async () => {
+  const model = dom.modelSelect.value;
+  const id = state.currentId;
+  if (!id) {
+    state.newChatModel = model; // sent with the first message
+    return;
+  }
+  try {
+    rememberConversation(await api.json("PATCH", `${config.conversationsUrl}${encodeURIComponent(id)}/`, { model }));
+  } catch {
+    showComposerError(t("modelFailed"));
+  }
+});
+
+dom.settingsButton.addEventListener("click", () => {
+  const conversation = currentConversation();
+  if (!conversation) return;
+  dom.instructions.value = conversation.instructions || "";
+  dom.instructions.maxLength = Number(config.maxInstructionsChars) || 4000;
+  dom.settingsError.hidden = true;
+  dom.settingsDialog.showModal();
+  dom.instructions.focus();
+});
+
+dom.settingsForm.addEventListener("submit", async (event) => {
+  if (event.submitter?.value !== "save") return; // Cancel closes the dialog as is
+  event.preventDefault();
+  const id = state.currentId;
+  try {
+    rememberConversation(
+      await api.json("PATCH", `${config.conversationsUrl}${encodeURIComponent(id)}/`, { instructions: dom.instructions.value }),
+    );
+  } catch {
+    dom.settingsError.textContent = t("settingsFailed");
+    dom.settingsError.hidden = false;
+    return;
+  }
+  dom.settingsDialog.close();
+});
+dom.settingsDialog.addEventListener("close", () => dom.settingsButton.focus());
+
+function closeExportMenu() {
+  dom.exportMenu.hidden = true;
+  dom.exportButton.setAttribute("aria-expanded", "false");
+}
+
+dom.exportButton.addEventListener("click", () => {
+  const open = dom.exportMenu.hidden;
+  dom.exportMenu.hidden = !open;
+  dom.exportButton.setAttribute("aria-expanded", String(open));
+  if (open) dom.exportMarkdown.focus();
+});
+dom.exportMenu.addEventListener("click", () => setTimeout(closeExportMenu, 0));
+dom.exportMenu.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") {
+    event.stopPropagation();
+    closeExportMenu();
+    dom.exportButton.focus();
+  }
+});
+document.addEventListener("click", (event) => {
+  if (!dom.exportMenu.hidden && !event.target.closest(".topbar-menu")) closeExportMenu();
+});
+
+dom.deleteAllButton.addEventListener("click", () => {
+  // returnValue survives from the last close: Escape must never mean "delete".
+  dom.deleteAllDialog.returnValue = "";
+  dom.deleteAllDialog.showModal();
+});
+dom.deleteAllDialog.addEventListener("close", async () => {
+  if (dom.deleteAllDialog.returnValue !== "delete") {
+    dom.deleteAllButton.focus();
+    return;
+  }
+  try {
+    await api.json("DELETE", config.conversationsUrl, { confirm: "delete_all" });
+  } catch {
+    showComposerError(t("deleteAllFailed"));
+    dom.deleteAllButton.focus();
+    return;
+  }
+  for (const answer of [...state.background]) answer.client.detach();
+  state.background.clear();
+  state.live.clear();
+  clearInflight();
+  state.conversations = [];
+  state.matches = null;
+  dom.search.value = "";
+  await openConversation(null);
+  dom.input.focus();
+});
 
 // ------------------------------------------------------------------------------ keyboard
 
@@ -1245,11 +1584,13 @@ async function init({ reopen = false } = {}) {
     showEmptyState();
     return;
   }
+  // The address decides: /ai/chat/<id>/ opens that conversation, /ai/chat/ a new chat.
+  // After an answer lost before it had an id, its conversation is the newest one.
+  const fromUrl = conversationIdFromPath(window.location.pathname, config.chatUrl) || config.conversationId || null;
+  const target = reopen ? state.currentId || state.conversations[0]?.id || null : fromUrl;
   const record = readInflight();
-  let target = state.conversations.length ? state.conversations[0].id : null;
-  if (record && state.conversations.some((c) => c.id === record.conversation_id)) target = record.conversation_id;
-  else if (record) clearInflight();
-  await openConversation(target, { inflight: record });
+  if (record && record.conversation_id !== target && !state.conversations.some((c) => c.id === record.conversation_id)) clearInflight();
+  await openConversation(target, { inflight: record, url: "replace" });
   if (!reopen && !narrow.matches) dom.input.focus({ preventScroll: true });
 }
 
