@@ -1296,6 +1296,13 @@ function setUrl(id, { replace = false } = {}) {
   else window.history.pushState(data, "", path);
 }
 
+// The language switch returns to the address it was rendered with: keep it current, so
+// switching the language keeps the conversation on screen.
+document.querySelector(".language-form")?.addEventListener("submit", (event) => {
+  const next = event.currentTarget.querySelector("input[name=next]");
+  if (next) next.value = window.location.pathname + window.location.search;
+});
+
 /** The page now shows conversation `id` (a new answer's conversation got its id). */
 function conversationOpened(id) {
   state.currentId = id;
