@@ -153,3 +153,33 @@ def test_rename_survives_a_list_refresh_while_typing(make_user, e2e_stack):
         "Renamed while answering", timeout=UI_TIMEOUT_MS
     )
     assert user.console_errors == []
+
+
+def test_the_answering_marker_stays_while_switching_away(make_user):
+    user = make_user()
+    user.login()
+    page = user.page
+    chat = ChatPage(page)
+    chat.send_and_complete("Other [[fake tokens=2]]")
+    other_id = chat.current_conversation_id()
+    page.click("#new-conversation")
+    answer = chat.send("Long one [[fake tokens=60 pace=0.1]]")
+    chat.wait_text_while_streaming(answer, 5)
+    live_id = chat.current_conversation_id()
+
+    chat.conversation(other_id).locator(".conversation-link").click()
+    expect(chat.conversation(other_id)).to_have_class(CURRENT)
+    marker = chat.conversation(live_id).locator(".conversation-live")
+    expect(marker).to_be_visible()
+    # Still there after the list reloads itself (an answer elsewhere ended)...
+    with page.expect_response(
+        lambda r: r.url.endswith("/api/ai/conversations/") and r.request.method == "GET",
+        timeout=UI_TIMEOUT_MS,
+    ):
+        chat.send_and_complete("Meanwhile [[fake tokens=2]]")
+    expect(marker).to_be_visible()
+    # ...and gone once that answer has ended.
+    expect(marker).to_have_count(0, timeout=15_000)
+    chat.conversation(live_id).locator(".conversation-link").click()
+    chat.wait_status(chat.last_answer, "complete")
+    assert user.console_errors == []

@@ -973,6 +973,8 @@ function onBackgroundUpdate(answer, update) {
     state.live.delete(answer.conversationId);
     renderConversationList();
   }
+  // The list's own "streaming" flags (and the new title) are from before the end.
+  refreshConversationsSoon(400);
 }
 
 function liveElsewhere(answer) {
