@@ -116,9 +116,13 @@ def list_conversations(user, query: str = "") -> list[Conversation]:
     if query:
         conversations = _search(conversations, user, query)
     streaming = Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING)
-    return list(
-        conversations.annotate(streaming=Exists(streaming)).order_by("-updated_at")[:MAX_LISTED]
-    )
+    listed = conversations.annotate(streaming=Exists(streaming)).order_by("-updated_at")
+    found = list(listed[:MAX_LISTED])
+    marked = [c.pk for c in found if c.streaming]
+    # An answer whose process died is no longer "streaming" (see expire_stale_streaming).
+    if marked and expire_stale_streaming_sync(marked):
+        found = list(listed[:MAX_LISTED])
+    return found
 
 
 def get_conversation(user, conversation_id: str | None) -> Conversation:

@@ -347,6 +347,9 @@ class ChatService:
         tasks = {g.task for g in remaining if g.task is not None}
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        # Titles still on their way are dropped: the cut-off question stays the title.
+        for task in list(self._background):
+            task.cancel()
 
     async def shutdown(self) -> None:
         self.begin_shutdown()

@@ -23,7 +23,8 @@ QUESTION_CHARS = 1000  # the start of a long question says what it is about
 def clean_title(raw: str) -> str:
     """One line, no surrounding quotes, at most TITLE_LENGTH characters."""
     line = " ".join(raw.split())
-    line = line.strip("\"'「」『』“”*# ").rstrip("。.")
+    # Quotes, Markdown marks and a final full stop, in any order around the title.
+    line = line.strip("\"'「」『』“”*# 。.")
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
 
 
