@@ -894,7 +894,7 @@ function newAnswer(article, { conversationId, messageId = null, lastEventId = 0,
 
 function onAnswerUpdate(answer, update) {
   if (state.unloading) return;
-  const { article, info, client } = answer;
+  const { article, info } = answer;
   switch (update.type) {
     case "connecting":
       beginStream(answer);
@@ -960,7 +960,6 @@ function onAnswerUpdate(answer, update) {
     default:
       break;
   }
-  void client;
 }
 
 /** An answer the user switched away from: only its "still answering" marker is kept up. */
@@ -1219,7 +1218,7 @@ async function switchVersion(article, step, action) {
     showComposerError(t("versionFailed"));
     return;
   }
-  renderHistory(data, state.currentId);
+  renderHistory(data);
   // Keep the keyboard on the same switcher (the turn was rendered again).
   const same = dom.container.querySelectorAll(".message")[position];
   const button = same && same.dataset.role === role && same.querySelector(`[data-action="${action}"]`);
@@ -1323,7 +1322,7 @@ function renderHistoryError(seq) {
 }
 
 /** Show a history payload ({conversation, history}); returns the answer still streaming. */
-function renderHistory(data, id) {
+function renderHistory(data) {
   clearMessages();
   if (data.conversation) rememberConversation(data.conversation);
   let resumeTarget = null;
@@ -1354,7 +1353,6 @@ function renderHistory(data, id) {
   showEmptyState();
   updateMessageChrome();
   updateConversationTools();
-  void id;
   return resumeTarget;
 }
 
@@ -1394,7 +1392,7 @@ async function openConversation(id, { inflight = null, url = "push" } = {}) {
   if (seq !== state.loadSeq) return;
   dom.container.classList.remove("is-loading");
   dom.container.removeAttribute("aria-busy");
-  const resumeTarget = renderHistory(data, id);
+  const resumeTarget = renderHistory(data);
   state.stick = true;
   scrollToBottom(true);
   const record = inflight || readInflight();
