@@ -195,6 +195,11 @@ STREAM_CORS_ORIGINS: list[str] = env.list("STREAM_CORS_ORIGINS", default=[])
 OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
 OPENAI_MODEL: str = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+# The models a user may pick per conversation; OPENAI_MODEL is the default and always one.
+OPENAI_MODELS: list[str] = list(
+    dict.fromkeys([OPENAI_MODEL, *(m.strip() for m in env.list("OPENAI_MODELS", default=[]))])
+)
+OPENAI_MODELS = [m for m in OPENAI_MODELS if m]
 OPENAI_TIMEOUT: float = env.float("OPENAI_TIMEOUT", default=60.0)
 OPENAI_CONNECT_TIMEOUT: float = env.float("OPENAI_CONNECT_TIMEOUT", default=10.0)
 OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=2)
@@ -202,6 +207,9 @@ CHAT_SYSTEM_PROMPT: str = env.str(
     "CHAT_SYSTEM_PROMPT",
     default="You are a helpful assistant. Answer in the language the user writes in.",
 )
+CHAT_MAX_INSTRUCTIONS_CHARS: int = env.int("CHAT_MAX_INSTRUCTIONS_CHARS", default=4000)
+# After a conversation's first answer, one small extra request asks the model for a title.
+CHAT_AUTO_TITLE: bool = env.bool("CHAT_AUTO_TITLE", default=True)
 MAX_CHAT_HISTORY: int = env.int("MAX_CHAT_HISTORY", default=14)
 CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=8000)
 # Characters of context sent to the model (system prompt + history + new message); the

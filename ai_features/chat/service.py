@@ -19,7 +19,7 @@ from django.conf import settings
 
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
-from . import persistence
+from . import persistence, titles
 from .errors import InternalError, NotFound, RateLimited, ServerRestarting
 from .eventlog import EventLog, MemoryEventLog
 from .events import (
@@ -86,6 +86,7 @@ class ChatService:
     accepting: bool = True
     _reserved: Counter = field(default_factory=Counter)
     _drain_task: asyncio.Task | None = None
+    _background: set[asyncio.Task] = field(default_factory=set)  # auto titles
 
     # --- starting ------------------------------------------------------------------------
 
@@ -104,13 +105,7 @@ class ChatService:
         try:
             await self.rate_limit.hit(user_id)
             provider = self.provider_factory()
-            prepared = await persistence.prepare_chat(
-                user_id,
-                request.conversation_id,
-                request.message,
-                request.include_history,
-                provider.model,
-            )
+            prepared = await persistence.prepare_chat(user_id, request, provider.model_for)
             message_id = prepared.assistant_message_id
             if not self.accepting:
                 # A shutdown began while the rows were written: nobody would drain this
@@ -125,7 +120,10 @@ class ChatService:
                 )
                 raise ServerRestarting()
             await self.log.open(message_id)
-            await self.log.append(message_id, start_data(prepared.conversation_id, message_id))
+            await self.log.append(
+                message_id,
+                start_data(prepared.conversation_id, message_id, **prepared.start_fields()),
+            )
             generation = Generation(message_id=message_id, user_id=user_id)
             self.generations[message_id] = generation
             generation.task = asyncio.create_task(
@@ -184,7 +182,7 @@ class ChatService:
             next_id += 1
             return ChatEvent(id=next_id - 1, data=data)
 
-        yield event(start_data(snapshot.conversation_id, snapshot.id))
+        yield event(start_data(snapshot.conversation_id, snapshot.id, **snapshot.start_fields()))
         sent = 0
         quiet = 0.0
         while True:
@@ -246,7 +244,9 @@ class ChatService:
         # storable text (see text.py).
         normalizer = TextNormalizer()
         try:
-            async for delta in provider.astream(prepared.context):
+            async for delta in provider.astream(
+                prepared.context, model=prepared.model, language=prepared.language
+            ):
                 text = normalizer.feed(delta.text) if isinstance(delta.text, str) else ""
                 if text:
                     parts.append(text)
@@ -285,6 +285,13 @@ class ChatService:
             await asyncio.shield(finalize)
         except asyncio.CancelledError:
             await finalize
+        if prepared.wants_title and outcome[0] == Message.Status.COMPLETE:
+            # After the final event: a slow or failing title never touches the answer.
+            task = asyncio.create_task(
+                titles.agenerate_title(provider, prepared), name=f"title-{message_id}"
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _watch(self, generation: Generation, parts: list[str]) -> None:
         while True:
@@ -353,6 +360,9 @@ class ChatService:
         tasks = {g.task for g in remaining if g.task is not None}
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        # Titles still on their way are dropped: the cut-off question stays the title.
+        for task in list(self._background):
+            task.cancel()
 
     async def shutdown(self) -> None:
         self.begin_shutdown()

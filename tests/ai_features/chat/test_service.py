@@ -18,6 +18,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
+from ai_features import conversations
 from ai_features.chat import persistence
 from ai_features.chat.errors import NotFound, RateLimited, ServerRestarting
 from ai_features.chat.events import PING, START_TEXT, ChatEvent, Ping, done_data
@@ -74,15 +75,29 @@ class ScriptedProvider:
         *,
         reply: Callable[[list[dict[str, str]]], Iterable[Step]] | None = None,
         on_call: Callable[[list[dict[str, str]]], Awaitable[None]] | None = None,
+        title: str | BaseException | Callable[[], Awaitable[str]] = "A title",
     ) -> None:
         self.steps = list(steps)
+        self.title = title
         self.reply = reply
         self.on_call = on_call
         self.calls: list[list[dict[str, str]]] = []
+        self.models: list[str | None] = []
+        self.titles: list[list[dict[str, str]]] = []
         self.closed = 0
 
-    async def astream(self, messages: list[dict[str, str]]) -> AsyncIterator[Delta]:
+    def model_for(self, requested: str | None) -> str:
+        return requested or self.model
+
+    async def astream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str | None = None,
+        language: str | None = None,
+    ) -> AsyncIterator[Delta]:
         self.calls.append([dict(m) for m in messages])
+        self.models.append(model)
         try:
             if self.on_call is not None:
                 await self.on_call(messages)
@@ -96,6 +111,16 @@ class ScriptedProvider:
                     await step()
         finally:
             self.closed += 1
+
+    async def acomplete(
+        self, messages: list[dict[str, str]], *, model: str | None = None, max_tokens: int = 32
+    ) -> str:
+        self.titles.append([dict(m) for m in messages])
+        if isinstance(self.title, BaseException):
+            raise self.title
+        if callable(self.title):
+            return await self.title()
+        return self.title
 
 
 def words(*texts: str, usage: Usage | None = None, reason: str = "stop") -> list[Step]:
@@ -207,6 +232,9 @@ async def test_events_are_start_content_done_with_ids_from_one(alice: AbstractBa
         "content": START_TEXT,
         "conversation_id": prepared.conversation_id,
         "message_id": mid,
+        "user_message_id": prepared.user_message_id,
+        "parent_id": None,  # the first question
+        "model": MODEL,
     }
     assert [e.data["content"] for e in events[1:4]] == ["Hel", "lo ", "world"]
     assert events[-1].data == {
@@ -1047,3 +1075,99 @@ async def test_a_replay_id_resumes_a_live_log_from_its_start(alice: AbstractBase
     assert got[0].type == "start"  # tells the client to reset its text
     assert text_of(got) == "one two"
     assert got[-1].type == "done"
+
+
+# --- automatic titles ------------------------------------------------------------------------
+
+
+@sync_to_async
+def conversation_title(conversation_id: str) -> tuple[str, bool]:
+    conversation = Conversation.objects.get(pk=conversation_id)
+    return conversation.title, conversation.title_is_custom
+
+
+async def wait_for_background(service: ChatService) -> None:
+    async with asyncio.timeout(10):
+        while service._background:
+            await asyncio.sleep(0.01)
+
+
+async def test_the_title_request_comes_after_the_final_event(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.CHAT_AUTO_TITLE = True
+    title_asked = asyncio.Event()
+    title_answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def slow_title() -> str:
+        title_asked.set()
+        return await title_answer
+
+    provider = ScriptedProvider(words("an ", "answer"), title=slow_title)
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "  Plan a  trip\nto Kyoto  ")
+
+    # The stream ended while the title request still waits.
+    assert events[-1].type == "done"
+    await asyncio.wait_for(title_asked.wait(), 5)
+    assert await conversation_title(prepared.conversation_id) == ("Plan a trip to Kyoto", False)
+    title_answer.set_result('"Kyoto trip plan."')
+    await wait_for_background(service)
+    assert await conversation_title(prepared.conversation_id) == ("Kyoto trip plan", False)
+    (asked,) = provider.titles
+    assert asked[-1] == {"role": "user", "content": "  Plan a  trip\nto Kyoto  "}
+
+    # The second answer asks for no title.
+    await chat(service, alice, "more", conversation_id=prepared.conversation_id)
+    await wait_for_background(service)
+    assert len(provider.titles) == 1
+
+
+async def test_a_failed_title_keeps_the_cut_question(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.CHAT_AUTO_TITLE = True
+    provider = ScriptedProvider(words("ok"), title=ProviderError("upstream_timeout"))
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "what is a monad")
+    await wait_for_background(service)
+
+    assert events[-1].type == "done"
+    assert len(provider.titles) == 1
+    assert await conversation_title(prepared.conversation_id) == ("what is a monad", False)
+
+
+async def test_no_title_when_off_or_when_the_answer_failed(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.CHAT_AUTO_TITLE = False
+    provider = ScriptedProvider(words("ok"))
+    service = make_service(provider)
+    await chat(service, alice, "first")
+    settings.CHAT_AUTO_TITLE = True
+    failing = ScriptedProvider([ProviderError("upstream_error")])
+    _prepared, events = await chat(make_service(failing), alice, "second", new_conversation=True)
+
+    assert events[-1].type == "error"
+    assert provider.titles == [] and failing.titles == []
+
+
+async def test_a_rename_before_the_title_arrives_wins(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.CHAT_AUTO_TITLE = True
+    release = asyncio.Event()
+
+    async def late_title() -> str:
+        await release.wait()
+        return "Generated"
+
+    service = make_service(ScriptedProvider(words("ok"), title=late_title))
+    prepared, _events = await chat(service, alice, "question")
+    await sync_to_async(conversations.rename_conversation)(alice, prepared.conversation_id, "Mine")
+    release.set()
+    await wait_for_background(service)
+
+    assert await conversation_title(prepared.conversation_id) == ("Mine", True)
