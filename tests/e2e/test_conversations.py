@@ -183,3 +183,32 @@ def test_the_answering_marker_stays_while_switching_away(make_user):
     chat.conversation(live_id).locator(".conversation-link").click()
     chat.wait_status(chat.last_answer, "complete")
     assert user.console_errors == []
+
+
+def test_delete_all_asks_first_then_deletes_everything(make_user, e2e_stack):
+    user = make_user(locale="en-US")
+    user.login()
+    page = user.page
+    chat = ChatPage(page)
+    chat.send_and_complete("One [[fake tokens=2]]")
+    page.click("#new-conversation")
+    chat.send_and_complete("Two [[fake tokens=2]]")
+    expect(chat.conversations).to_have_count(2)
+
+    # Cancel keeps everything, and the keyboard goes back to the button.
+    page.click("#delete-all-button")
+    dialog = page.locator("#delete-all-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#delete-all-button")).to_be_focused()
+    assert len(conversation_ids(page, e2e_stack.app_url)) == 2
+
+    page.click("#delete-all-button")
+    page.click("#delete-all-confirm")
+    expect(chat.conversations).to_have_count(0)
+    expect(page.locator("#empty-state")).to_be_visible()
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/")
+    expect(chat.input).to_be_focused()
+    assert conversation_ids(page, e2e_stack.app_url) == []
+    assert user.console_errors == []
