@@ -22,6 +22,12 @@ DEBUG: bool = env.bool("DEBUG", default=False)
 
 _DEV_SECRET_KEY = "django-insecure-dev-only-c3-app-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY: str = env.str("SECRET_KEY", default="")
+if SECRET_KEY and not SECRET_KEY.strip():
+    # A key of spaces (a pasting slip) would sign everything with a guessable value.
+    raise ImproperlyConfigured(
+        "SECRET_KEY is only whitespace. Set a long random value (the same on c3-app and "
+        "c3-app-stream)."
+    )
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -206,6 +212,11 @@ STREAM_EVENT_LOG_RETENTION_SECONDS: float = env.float(
 )
 STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", default=300.0)
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# --- Slow clients and memory (issue 8) ---
+# The stream service reads a request body for at most this long (408 after it).
+REQUEST_BODY_TIMEOUT_SECONDS: float = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=10.0)
+# Requests in progress at once in one stream process, open streams included (503 above it).
+STREAM_MAX_CONNECTIONS: int = env.int("STREAM_MAX_CONNECTIONS", default=2000)
 
 # --- Logging: one line per record on stdout, with the request id --------------------------
 # LOG_FORMAT=json gives one JSON object per line (python-json-logger) for log pipelines;

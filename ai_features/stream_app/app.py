@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from ..chat import persistence
 from ..chat.service import ChatService
 from .cors import allowed_origins
-from .middleware import HostAndRequestIdMiddleware
+from .middleware import ConnectionLimitMiddleware, HostAndRequestIdMiddleware
 from .routes import router
 
 logger = logging.getLogger("ai_features.stream")
@@ -76,6 +76,7 @@ def create_app(service: ChatService | None = None) -> FastAPI:
         expose_headers=["Retry-After", "X-Request-ID"],
         max_age=600,
     )
+    app.add_middleware(ConnectionLimitMiddleware, limit=settings.STREAM_MAX_CONNECTIONS)
     # Outermost: every log line of a request, CORS preflights included, carries its id.
     app.add_middleware(HostAndRequestIdMiddleware)
     if settings.DEBUG:
