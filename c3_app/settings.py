@@ -210,13 +210,23 @@ STREAM_TOKEN_MAX_AGE_SECONDS: int = env.int("STREAM_TOKEN_MAX_AGE_SECONDS", defa
 STREAM_EVENT_LOG_RETENTION_SECONDS: float = env.float(
     "STREAM_EVENT_LOG_RETENTION_SECONDS", default=300.0
 )
-STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", default=300.0)
+# A `streaming` answer whose heartbeat (refreshed every few seconds) is older than this is
+# taken for dead and marked interrupted.
+STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", default=30.0)
+# Names this process's instance, so that after a restart it recognises its previous
+# incarnation's answers at once; empty: a random id per process (heartbeat only).
+STREAM_INSTANCE_ID: str = env.str("STREAM_INSTANCE_ID", default="")
 REDIS_URL: str = env.str("REDIS_URL", default="")
 # --- Slow clients and memory (issue 8) ---
 # The stream service reads a request body for at most this long (408 after it).
 REQUEST_BODY_TIMEOUT_SECONDS: float = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=10.0)
 # Requests in progress at once in one stream process, open streams included (503 above it).
 STREAM_MAX_CONNECTIONS: int = env.int("STREAM_MAX_CONNECTIONS", default=2000)
+# Estimated bytes the in-memory event logs of one process may hold; when live answers fill
+# it, new streams are refused with 503 `server_busy` (finished ones are dropped first).
+STREAM_EVENT_LOG_MAX_BYTES: int = env.int("STREAM_EVENT_LOG_MAX_BYTES", default=64 * 1024 * 1024)
+# Resume readers one user may have open at once (429 above it).
+STREAM_MAX_READERS_PER_USER: int = env.int("STREAM_MAX_READERS_PER_USER", default=10)
 
 # --- Logging: one line per record on stdout, with the request id --------------------------
 # LOG_FORMAT=json gives one JSON object per line (python-json-logger) for log pipelines;

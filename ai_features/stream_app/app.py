@@ -16,7 +16,6 @@ from django.conf import settings
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from ..chat import persistence
 from ..chat.service import ChatService
 from .cors import allowed_origins
 from .middleware import ConnectionLimitMiddleware, HostAndRequestIdMiddleware
@@ -52,7 +51,7 @@ def create_app(service: ChatService | None = None) -> FastAPI:
         app.state.chat = service or ChatService()
         # Build the provider (and import the SDK) now, not on the first user's request.
         app.state.chat.provider_factory()
-        repaired = await persistence.expire_stale_streaming()
+        repaired = await app.state.chat.arecover()
         if repaired:
             logger.info("marked %d stale streaming message(s) interrupted", repaired)
         _chain_sigterm(app.state.chat)
