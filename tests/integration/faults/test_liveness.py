@@ -38,7 +38,18 @@ def restart_stream(stack, **env: str | None) -> None:
             stack.stream.env.pop(key, None)
         else:
             stack.stream.env[key] = value
-    stack.stream.start()
+    start(stack.stream)
+
+
+def start(server) -> None:
+    """Start a server, with room for a loaded machine; never leave a half-started one."""
+    try:
+        server.start(timeout=90)
+    except BaseException:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+        raise
 
 
 def _read_until_cut(user, body, seen, via="stream"):
@@ -106,7 +117,7 @@ def test_a_restarted_instance_ends_its_previous_runs_answers_at_once(stack, make
         user = make_user()
         conversation_id, message_id, full = kill_stream_mid_answer(stack, user)
         saved = db_messages(stack, message_id)[0][message_id]["content"]
-        stack.stream.start()  # same STREAM_INSTANCE_ID: its previous incarnation is dead
+        start(stack.stream)  # same STREAM_INSTANCE_ID: its previous incarnation is dead
 
         rows, streaming = db_messages(stack, message_id)
         assert rows[message_id]["status"] == "interrupted"
@@ -125,7 +136,7 @@ def test_a_restart_leaves_a_live_siblings_answers_alone(stack, make_user):
     instance = f"it-{uuid.uuid4().hex[:8]}"
     stack.app.stop()
     stack.app.env["STREAM_INSTANCE_ID"] = instance
-    stack.app.start()
+    start(stack.app)
     restart_stream(stack, STREAM_INSTANCE_ID=instance)
     try:
         user = make_user()
@@ -144,7 +155,7 @@ def test_a_restart_leaves_a_live_siblings_answers_alone(stack, make_user):
     finally:
         stack.app.stop()
         stack.app.env.pop("STREAM_INSTANCE_ID", None)
-        stack.app.start()
+        start(stack.app)
         restart_stream(stack, STREAM_INSTANCE_ID=None)
 
 
@@ -171,4 +182,4 @@ def test_gunicorn_sigterm_ends_fallback_streams_inside_its_graceful_timeout(stac
     finally:
         if stack.app.process.poll() is None:
             stack.app.process.wait(timeout=20)
-        stack.app.start()
+        start(stack.app)
