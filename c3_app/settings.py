@@ -160,8 +160,6 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "ai_features.web.login_guard.client_ip"
 AXES_LOCKOUT_CALLABLE = "ai_features.web.login_guard.lockout_response"
-# axes logs every attempt at INFO with username and address: at WARNING only lockouts.
-AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "ai_features:chat"
@@ -306,6 +304,8 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "httpcore2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
+        # django-axes names every login attempt at INFO; lockouts stay visible (WARNING).
+        "axes": {"level": "WARNING"},
         "django.db.backends": {"level": "INFO"},
     },
 }
