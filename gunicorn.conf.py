@@ -24,10 +24,6 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 # Idle keep-alive connections are closed quickly, so that they hold no thread for long.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-# Small request heads: a client cannot make a thread parse a huge one.
-limit_request_line = 4094
-limit_request_fields = 50
-limit_request_field_size = 8190
 # No access log: it prints query strings; the app writes its own line (request_id.py).
 accesslog = None
 
