@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import signal
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"  # noqa: S104 - behind Render's proxy
+# Render sets PORT; without it gunicorn keeps its own default (127.0.0.1:8000) or --bind.
+if "PORT" in os.environ:
+    bind = f"0.0.0.0:{os.environ['PORT']}"  # noqa: S104 - behind Render's proxy
 worker_class = "gthread"
 # WEB_CONCURRENCY is the name gunicorn (and Render) already use for the worker count.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
