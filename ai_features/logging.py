@@ -7,15 +7,19 @@ into the generation task it starts (asyncio copies the context into new tasks).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# What a proxy's id looks like (UUIDs, hex, Render's ids): ASCII letters, digits and a few
+# separators, bounded, so a client cannot write arbitrary text into every log line.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
 def new_request_id(incoming: str | None = None) -> str:
     """Take the proxy's id (Render sends X-Request-ID) when it looks sane, else make one."""
-    if incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum():
+    if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
 

@@ -71,6 +71,10 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Which process generates a `streaming` answer ("<instance>/<epoch>") and when it last
+    # showed a sign of life: see ai_features/chat/liveness.py.
+    producer = models.CharField(max_length=100, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]

@@ -7,6 +7,7 @@ the session store and every limit. Variables are documented in `.env.example` an
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -22,6 +23,12 @@ DEBUG: bool = env.bool("DEBUG", default=False)
 
 _DEV_SECRET_KEY = "django-insecure-dev-only-c3-app-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY: str = env.str("SECRET_KEY", default="")
+if SECRET_KEY and not SECRET_KEY.strip():
+    # A key of spaces (a pasting slip) would sign everything with a guessable value.
+    raise ImproperlyConfigured(
+        "SECRET_KEY is only whitespace. Set a long random value (the same on c3-app and "
+        "c3-app-stream)."
+    )
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -50,6 +57,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "csp",
+    "axes",
     "ai_features",
 ]
 
@@ -64,6 +73,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "c3_app.urls"
@@ -142,6 +154,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Password guessing: django-axes locks a username, and separately an address, after
+# LOGIN_FAILURE_LIMIT failed logins, for LOGIN_LOCKOUT_MINUTES (a success resets the count).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT: int = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_LOCKOUT_MINUTES: int = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+# The header the platform's proxy puts the client's address in (Render: True-Client-IP);
+# empty: the connection's address (REMOTE_ADDR). Never a header clients can set directly.
+CLIENT_IP_HEADER: str = env.str("CLIENT_IP_HEADER", default="")
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "ai_features.web.login_guard.client_ip"
+AXES_LOCKOUT_CALLABLE = "ai_features.web.login_guard.lockout_response"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "ai_features:chat"
 LOGOUT_REDIRECT_URL = "login"
@@ -181,6 +211,23 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Content-Security-Policy (django-csp): scripts and styles only from this origin (no
+# inline code), the page talks to itself and to the stream service, nothing frames it.
+_stream_origin = env.str("STREAM_API_URL", default="").rstrip("/")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'", *([_stream_origin] if _stream_origin else [])],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 # API and stream endpoints answer a CSRF failure in their own format (JSON / SSE event).
 CSRF_FAILURE_VIEW = "ai_features.web.csrf.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
@@ -227,8 +274,23 @@ STREAM_TOKEN_MAX_AGE_SECONDS: int = env.int("STREAM_TOKEN_MAX_AGE_SECONDS", defa
 STREAM_EVENT_LOG_RETENTION_SECONDS: float = env.float(
     "STREAM_EVENT_LOG_RETENTION_SECONDS", default=300.0
 )
-STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", default=300.0)
+# A `streaming` answer whose heartbeat (refreshed every few seconds) is older than this is
+# taken for dead and marked interrupted.
+STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", default=30.0)
+# Names this process's instance, so that after a restart it recognises its previous
+# incarnation's answers at once; empty: a random id per process (heartbeat only).
+STREAM_INSTANCE_ID: str = env.str("STREAM_INSTANCE_ID", default="")
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# --- Slow clients and memory (issue 8) ---
+# The stream service reads a request body for at most this long (408 after it).
+REQUEST_BODY_TIMEOUT_SECONDS: float = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=10.0)
+# Requests in progress at once in one stream process, open streams included (503 above it).
+STREAM_MAX_CONNECTIONS: int = env.int("STREAM_MAX_CONNECTIONS", default=2000)
+# Estimated bytes the in-memory event logs of one process may hold; when live answers fill
+# it, new streams are refused with 503 `server_busy` (finished ones are dropped first).
+STREAM_EVENT_LOG_MAX_BYTES: int = env.int("STREAM_EVENT_LOG_MAX_BYTES", default=64 * 1024 * 1024)
+# Resume readers one user may have open at once (429 above it).
+STREAM_MAX_READERS_PER_USER: int = env.int("STREAM_MAX_READERS_PER_USER", default=10)
 
 # --- Logging: one line per record on stdout, with the request id --------------------------
 # LOG_FORMAT=json gives one JSON object per line (python-json-logger) for log pipelines;
@@ -265,6 +327,8 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "httpcore2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
+        # django-axes names every login attempt at INFO; lockouts stay visible (WARNING).
+        "axes": {"level": "WARNING"},
         "django.db.backends": {"level": "INFO"},
     },
 }

@@ -1,7 +1,8 @@
 """`make run`: a working local setup on a fresh machine, in one command.
 
 Migrates the embedded SQLite database, ensures the demo/demo user (DEBUG only), then runs
-c3-app on http://127.0.0.1:8000 and c3-app-stream on http://127.0.0.1:8001 until Ctrl-C.
+c3-app (gunicorn, gunicorn.conf.py) on http://127.0.0.1:8000 and c3-app-stream (uvicorn) on
+http://127.0.0.1:8001 until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -58,8 +59,20 @@ def main() -> int:
     )
     subprocess.run([python, "manage.py", "ensure_demo_user"], cwd=ROOT, env=env, check=True)
     processes = [
+        # gunicorn with the production configuration (gunicorn.conf.py), one worker.
         subprocess.Popen(
-            [python, "manage.py", "runserver", f"127.0.0.1:{app_port}", "--noreload"],
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "c3_app.wsgi:application",
+                "-c",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{app_port}",
+                "--workers",
+                "1",
+            ],
             cwd=ROOT,
             env=env,
         ),
@@ -75,6 +88,8 @@ def main() -> int:
                 str(stream_port),
                 "--timeout-keep-alive",
                 "300",
+                "--timeout-graceful-shutdown",  # as start_stream.sh
+                env.get("STREAM_GRACEFUL_TIMEOUT", "40"),
                 "--no-access-log",  # it prints query strings (resume URLs carry tokens)
             ],
             cwd=ROOT,
@@ -98,7 +113,9 @@ def main() -> int:
                 process.send_signal(signal.SIGTERM)  # the stream service drains on it
         for process in processes:
             try:
-                process.wait(timeout=40)
+                # Both drain on SIGTERM: gunicorn within GUNICORN_GRACEFUL_TIMEOUT (30),
+                # uvicorn within STREAM_GRACEFUL_TIMEOUT (40), as start_stream.sh does.
+                process.wait(timeout=45)
             except subprocess.TimeoutExpired:
                 process.kill()
     return 0

@@ -40,6 +40,18 @@ class NotFound(ChatError):
     default_message = "見つかりません。"
 
 
+class RequestTimeout(ChatError):
+    """The body did not arrive within REQUEST_BODY_TIMEOUT_SECONDS."""
+
+    status, code = 408, "request_timeout"
+    default_message = "リクエストの受信がタイムアウトしました。もう一度お試しください。"
+
+
+class LengthRequired(ChatError):
+    status, code = 411, "length_required"
+    default_message = "Content-Length が必要です。"
+
+
 class PayloadTooLarge(ChatError):
     status, code = 413, "payload_too_large"
     default_message = "リクエストが大きすぎます。"
@@ -48,6 +60,13 @@ class PayloadTooLarge(ChatError):
 class RateLimited(ChatError):
     status, code = 429, "rate_limited"
     default_message = "リクエストが多すぎます。しばらく待ってから再試行してください。"
+
+
+class ServerBusy(ChatError):
+    """Too many connections or too much stream memory in this process right now."""
+
+    status, code = 503, "server_busy"
+    default_message = "サーバーが混み合っています。少し待ってから再試行してください。"
 
 
 class ServerRestarting(ChatError):

@@ -9,12 +9,14 @@ shared backend (Redis) can implement the same small interface.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .events import ChatEvent
+from .events import ChatEvent, content_data
 
 
 class UnknownStream(LookupError):
@@ -32,25 +34,109 @@ class EventLog(Protocol):
 
     async def has(self, message_id: str) -> bool: ...
 
+    async def has_room(self) -> bool:
+        """Whether memory allows one more stream (STREAM_EVENT_LOG_MAX_BYTES)."""
+        ...
+
+
+# What one event costs in memory besides its text (the event, its dict, list slot): the
+# budget is an estimate, not an exact count.
+EVENT_OVERHEAD_BYTES = 400
+
+
+def _event_bytes(data: dict[str, Any]) -> int:
+    content = data.get("content")
+    return EVENT_OVERHEAD_BYTES + (sys.getsizeof(content) if isinstance(content, str) else 0)
+
 
 @dataclass
 class _Stream:
     events: list[ChatEvent] = field(default_factory=list)
     finished_at: float | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    size: int = 0
+    # Set once compacted: `text_before[i]` is how many characters of the answer the events
+    # up to id i carried, so a reader resuming from any old id gets exactly the rest.
+    text_before: array | None = None
+
+    def after(self, after_id: int) -> list[ChatEvent]:
+        if self.text_before is None:
+            # Ids are 1-based positions, so the slice is the events after `after_id`.
+            return self.events[max(after_id, 0) :]
+        start, content, final = self.events
+        events = [start] if after_id < start.id else []
+        if after_id < content.id:
+            text = content.data["content"]
+            rest = text[self.text_before[max(after_id, 0)] :]
+            if rest:
+                events.append(ChatEvent(id=content.id, data=content_data(rest)))
+        if after_id < final.id:
+            events.append(final)
+        return events
+
+    def compact(self) -> None:
+        """A finished answer as three events: its start, all its text as one content event
+        (with the id of the last one) and its final event; ids stay valid for resume."""
+        events = self.events
+        if self.text_before is not None or len(events) < 4:
+            return
+        start, middle, final = events[0], events[1:-1], events[-1]
+        if start.data.get("type") != "start" or any(e.type != "content" for e in middle):
+            return  # only the plain shape is compacted
+        text_before = array("I", [0, 0])
+        parts: list[str] = []
+        length = 0
+        for event in middle:
+            parts.append(event.data["content"])
+            length += len(parts[-1])
+            text_before.append(length)
+        content = ChatEvent(id=middle[-1].id, data=content_data("".join(parts)))
+        self.events = [start, content, final]
+        self.text_before = text_before
+        self.size = sum(_event_bytes(e.data) for e in self.events) + text_before.itemsize * len(
+            text_before
+        )
 
 
 class MemoryEventLog:
-    """Bounded in-process log: finished streams are kept `retention` seconds, and at most
-    `max_finished` of them, oldest dropped first. Must be used from one event loop."""
+    """Bounded in-process log: finished streams are kept `retention` seconds, at most
+    `max_finished` of them, and within `max_bytes` in all (estimated), oldest finished
+    dropped first; a new stream is refused (`has_room`) when live ones fill the budget.
+    Finished streams are compacted to three events when the next stream opens. Must be used
+    from one event loop."""
 
-    def __init__(self, retention: float = 300.0, max_finished: int = 2000) -> None:
+    def __init__(
+        self, retention: float = 300.0, max_finished: int = 2000, max_bytes: int = 0
+    ) -> None:
         self.retention = retention
         self.max_finished = max_finished
+        self.max_bytes = max_bytes  # 0: no byte budget
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
+
+    @property
+    def size(self) -> int:
+        return sum(stream.size for stream in self._streams.values())
+
+    async def has_room(self) -> bool:
+        """Whether a new stream may start: compacts and evicts finished logs to make room."""
+        self._purge()
+        if not self.max_bytes:
+            return True
+        for stream in self._streams.values():
+            if stream.finished_at is not None:
+                stream.compact()
+        total = self.size
+        for key in [k for k, st in self._streams.items() if st.finished_at is not None]:
+            if total < self.max_bytes:
+                break
+            total -= self._streams.pop(key).size
+        return total < self.max_bytes
 
     async def open(self, message_id: str) -> None:
         self._purge()
+        for stream in self._streams.values():
+            if stream.finished_at is not None:
+                stream.compact()
         self._streams.setdefault(message_id, _Stream())
 
     async def append(self, message_id: str, data: dict[str, Any]) -> ChatEvent:
@@ -61,6 +147,7 @@ class MemoryEventLog:
             raise RuntimeError("append after the final event")
         event = ChatEvent(id=len(stream.events) + 1, data=data)
         stream.events.append(event)
+        stream.size += _event_bytes(data)
         if event.is_final:
             stream.finished_at = time.monotonic()
             self._streams.move_to_end(message_id)
@@ -79,8 +166,7 @@ class MemoryEventLog:
                 await asyncio.wait_for(changed.wait(), timeout)
             except TimeoutError:
                 return []
-        # Ids are 1-based positions, so the slice is the events after `after_id`.
-        events = stream.events[max(after_id, 0) :]
+        events = stream.after(after_id)
         if not events and stream.finished_at is not None:
             # A reader that already saw the end still gets a final event, so that no
             # stream of ours ever ends without one.

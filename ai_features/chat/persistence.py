@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..models import Conversation, Message
@@ -348,11 +349,13 @@ def _snapshot(message: Message) -> MessageSnapshot:
 def expire_stale_streaming_sync(conversation_ids: list | None = None) -> int:
     """Mark answers whose process is gone as interrupted (kept text and all).
 
-    A live generation touches its message at least every minute, so one untouched for
-    STREAM_STALE_AFTER_SECONDS has no process working on it any more.
+    A live generation's heartbeat is refreshed every few seconds (see liveness.py), so one
+    older than STREAM_STALE_AFTER_SECONDS has no process working on it any more.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.STREAM_STALE_AFTER_SECONDS)
-    stale = Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
+    stale = Message.objects.filter(status=Message.Status.STREAMING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff)
+    )
     if conversation_ids is not None:
         stale = stale.filter(conversation_id__in=conversation_ids)
     return stale.update(

@@ -20,7 +20,7 @@ from django.conf import settings
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
 from . import persistence, titles
-from .errors import InternalError, NotFound, RateLimited, ServerRestarting
+from .errors import InternalError, NotFound, RateLimited, ServerBusy, ServerRestarting
 from .eventlog import EventLog, MemoryEventLog
 from .events import (
     PING,
@@ -32,6 +32,7 @@ from .events import (
     start_data,
 )
 from .limits import RateLimit
+from .liveness import Liveness, new_liveness
 from .persistence import MessageSnapshot, PreparedChat
 from .requests import ChatRequest
 from .text import TextNormalizer, clean_finish_reason, clean_usage
@@ -44,9 +45,6 @@ INTERRUPTED_MESSAGE = "この回答はサーバーの再起動で中断されま
 # Ids of events replayed from the database start above this, so a resume can tell them from
 # live-log ids (see resume()).
 REPLAY_ID_BASE = 1_000_000_000
-# Even with no new text, a live generation touches its message this often, so that it is
-# never mistaken for one whose process died (see persistence.expire_stale_streaming).
-TOUCH_SECONDS = 60.0
 
 
 class StoppedElsewhere(Exception):
@@ -71,7 +69,8 @@ class Generation:
 class ChatService:
     log: EventLog = field(
         default_factory=lambda: MemoryEventLog(
-            retention=settings.STREAM_EVENT_LOG_RETENTION_SECONDS
+            retention=settings.STREAM_EVENT_LOG_RETENTION_SECONDS,
+            max_bytes=settings.STREAM_EVENT_LOG_MAX_BYTES,
         )
     )
     provider_factory: Callable[[], ChatProvider] = get_provider
@@ -79,12 +78,16 @@ class ChatService:
         default_factory=lambda: RateLimit(settings.CHAT_RATE_LIMIT_PER_MINUTE)
     )
     max_concurrent: int = field(default_factory=lambda: settings.CHAT_MAX_CONCURRENT_STREAMS)
+    max_readers: int = field(default_factory=lambda: settings.STREAM_MAX_READERS_PER_USER)
     heartbeat: float = field(default_factory=lambda: settings.STREAM_HEARTBEAT_SECONDS)
     save_interval: float = field(default_factory=lambda: settings.CHAT_SAVE_INTERVAL_SECONDS)
     shutdown_grace: float = field(default_factory=lambda: settings.STREAM_SHUTDOWN_GRACE_SECONDS)
+    # Heartbeats of this process's live generations (a dead process is noticed by them).
+    liveness: Liveness = field(default_factory=new_liveness)
     generations: dict[str, Generation] = field(default_factory=dict)
     accepting: bool = True
     _reserved: Counter = field(default_factory=Counter)
+    _readers: Counter = field(default_factory=Counter)
     _drain_task: asyncio.Task | None = None
     _background: set[asyncio.Task] = field(default_factory=set)  # auto titles
 
@@ -100,6 +103,11 @@ class ChatService:
         running = sum(1 for g in self.generations.values() if g.user_id == user_id)
         if self.max_concurrent > 0 and running + self._reserved[user_id] >= self.max_concurrent:
             raise RateLimited("同時に生成できる回答の数を超えています。", retry_after=5)
+        if not await self.log.has_room():
+            # The event logs hold STREAM_EVENT_LOG_MAX_BYTES already (live answers only,
+            # finished ones were compacted or dropped): refuse before storing anything.
+            logger.warning("event log memory budget reached: new stream refused")
+            raise ServerBusy(retry_after=10)
         # Reserve the slot before the first await, so parallel requests cannot all pass.
         self._reserved[user_id] += 1
         try:
@@ -160,13 +168,17 @@ class ChatService:
         self, user_id: int, message_id: str, after_id: int = 0
     ) -> AsyncIterator[ChatEvent | Ping]:
         """Owner only (NotFound otherwise). From the live log while it has the message,
-        else from the database."""
+        else from the database. At most `max_readers` at once per user (429 beyond)."""
+        if self.max_readers > 0 and self._readers[user_id] >= self.max_readers:
+            raise RateLimited("同時に開いている読み込みが多すぎます。", retry_after=5)
         snapshot = await persistence.get_owned_assistant_message(user_id, message_id)
         if await self.log.has(snapshot.id):
             # An id from a database replay (another process answered before) says nothing
             # about this log: replay it all; its `start` resets the client's text.
-            return self.follow(snapshot.id, 0 if after_id >= REPLAY_ID_BASE else after_id)
-        return ended_by_a_final_event(self._replay_stored(snapshot, after_id))
+            events = self.follow(snapshot.id, 0 if after_id >= REPLAY_ID_BASE else after_id)
+        else:
+            events = ended_by_a_final_event(self._replay_stored(snapshot, after_id))
+        return CountedReader(events, self._readers, user_id)
 
     async def _replay_stored(
         self, snapshot: MessageSnapshot, after_id: int
@@ -237,13 +249,14 @@ class ChatService:
         last_save = loop.time()
         finish_reason = "stop"
         usage: dict[str, int] | None = None
-        # Keeps the row fresh (and notices a stop from another process) even while the
-        # model sends nothing, e.g. a long wait for the first token.
-        watcher = asyncio.create_task(self._watch(generation, parts))
         # Where the model's text enters: from here on readers and the database get the same,
         # storable text (see text.py).
         normalizer = TextNormalizer()
         try:
+            # From now on the row shows a sign of life every few seconds, even while the
+            # model sends nothing (and a stop from another process is noticed).
+            await self.liveness.aregister(message_id)
+            self.liveness.start(self._stopped_elsewhere)
             async for delta in provider.astream(
                 prepared.context, model=prepared.model, language=prepared.language
             ):
@@ -278,7 +291,6 @@ class ChatService:
             logger.exception("generation failed message=%s", message_id)
             outcome = (Message.Status.ERROR, "error", "internal_error", None)
             final = error_data("internal_error", INTERNAL_ERROR_MESSAGE, message_id)
-        watcher.cancel()
         # The final write and event must land even if another cancel arrives meanwhile.
         finalize = asyncio.ensure_future(self._finalize(message_id, "".join(parts), outcome, final))
         try:
@@ -293,12 +305,10 @@ class ChatService:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _watch(self, generation: Generation, parts: list[str]) -> None:
-        while True:
-            await asyncio.sleep(TOUCH_SECONDS)
-            if not await persistence.save_partial(generation.message_id, "".join(parts)):
-                generation.cancel("stopped")
-                return
+    def _stopped_elsewhere(self, message_id: str) -> None:
+        generation = self.generations.get(message_id)
+        if generation is not None:
+            generation.cancel("stopped")
 
     def _finalize_if_never_ran(self, generation: Generation, task: asyncio.Task) -> None:
         """A task cancelled before its first step never enters _generate's handlers: end
@@ -309,6 +319,7 @@ class ChatService:
 
     async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> None:
         status, finish_reason, error_code, usage = outcome
+        self.liveness.unregister(message_id)
         try:
             await persistence.finish_message(
                 message_id,
@@ -368,6 +379,53 @@ class ChatService:
         self.begin_shutdown()
         assert self._drain_task is not None
         await self._drain_task
+        self.liveness.close()
+
+    async def arecover(self) -> int:
+        """At startup: end the answers left `streaming` by dead processes (those past the
+        heartbeat window, and at once those of this instance's previous incarnation)."""
+        repaired = await persistence.expire_stale_streaming()
+        return repaired + await self.liveness.arepair_previous()
+
+
+class CountedReader:
+    """A reader that holds one of its user's reader slots until it ends, fails or is
+    closed (a server closes it when the client goes away)."""
+
+    def __init__(
+        self, events: AsyncIterator[ChatEvent | Ping], counter: Counter, user_id: int
+    ) -> None:
+        self._events = events
+        self._counter = counter
+        self._user_id = user_id
+        self._held = True
+        counter[user_id] += 1
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self._counter[self._user_id] -= 1
+            if self._counter[self._user_id] <= 0:
+                del self._counter[self._user_id]
+
+    def __aiter__(self) -> CountedReader:
+        return self
+
+    async def __anext__(self) -> ChatEvent | Ping:
+        try:
+            return await self._events.__anext__()
+        except BaseException:  # the end, a failure or a cancellation: the slot is free
+            self._release()
+            raise
+
+    async def aclose(self) -> None:
+        self._release()
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def __del__(self) -> None:  # a reader dropped without being closed
+        self._release()
 
 
 async def ended_by_a_final_event(

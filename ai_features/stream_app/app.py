@@ -16,10 +16,9 @@ from django.conf import settings
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from ..chat import persistence
 from ..chat.service import ChatService
 from .cors import allowed_origins
-from .middleware import HostAndRequestIdMiddleware
+from .middleware import ConnectionLimitMiddleware, HostAndRequestIdMiddleware
 from .routes import router
 
 logger = logging.getLogger("ai_features.stream")
@@ -52,7 +51,7 @@ def create_app(service: ChatService | None = None) -> FastAPI:
         app.state.chat = service or ChatService()
         # Build the provider (and import the SDK) now, not on the first user's request.
         app.state.chat.provider_factory()
-        repaired = await persistence.expire_stale_streaming()
+        repaired = await app.state.chat.arecover()
         if repaired:
             logger.info("marked %d stale streaming message(s) interrupted", repaired)
         _chain_sigterm(app.state.chat)
@@ -76,6 +75,7 @@ def create_app(service: ChatService | None = None) -> FastAPI:
         expose_headers=["Retry-After", "X-Request-ID"],
         max_age=600,
     )
+    app.add_middleware(ConnectionLimitMiddleware, limit=settings.STREAM_MAX_CONNECTIONS)
     # Outermost: every log line of a request, CORS preflights included, carries its id.
     app.add_middleware(HostAndRequestIdMiddleware)
     if settings.DEBUG:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -9,11 +10,12 @@ from django.conf import settings
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+from starlette.requests import ClientDisconnect
 
 from ..auth.stream_auth import authenticate
 from ..chat import sse
 from ..chat.db import db_task
-from ..chat.errors import ChatError, InternalError, PayloadTooLarge
+from ..chat.errors import ChatError, InternalError, PayloadTooLarge, RequestTimeout
 from ..chat.events import ChatEvent, Ping
 from ..chat.requests import parse_chat_request
 from ..chat.service import ChatService
@@ -64,16 +66,25 @@ def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> EventSourceResponse
     )
 
 
-async def read_body_limited(request: Request, limit: int) -> bytes:
-    """Refuse a body over `limit` bytes before reading it whole."""
+def refuse_declared_oversize(request: Request, limit: int) -> None:
+    """Refuse a body declared over `limit` bytes from the headers alone."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge()
+
+
+async def read_body_limited(request: Request, limit: int, timeout: float) -> bytes:
+    """Read the body, refusing one over `limit` bytes before reading it whole, or one that
+    takes longer than `timeout` seconds to arrive (a client that trickles or stalls)."""
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge()
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise PayloadTooLarge()
+    except TimeoutError:
+        raise RequestTimeout() from None
     return bytes(body)
 
 
@@ -89,10 +100,18 @@ def chat_service(request: Request) -> ChatService:
 @router.post("/api/ai/chat/stream/")
 async def stream_chat(request: Request) -> Response:
     try:
-        # Same order as the Django fallback: size, then who, then what.
-        body = await read_body_limited(request, settings.CHAT_MAX_BODY_BYTES)
+        # Who, from the headers, before the body is read: an unauthenticated client never
+        # gets to hold a connection open by trickling a body.
+        refuse_declared_oversize(request, settings.CHAT_MAX_BODY_BYTES)
         await _refresh_connections()
         user = await authenticate(request.scope)
+        try:
+            body = await read_body_limited(
+                request, settings.CHAT_MAX_BODY_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS
+            )
+        except ClientDisconnect:
+            logger.info("client went away before its request body arrived")
+            return Response(status_code=400)  # never sent: the connection is closed
         chat_request = parse_chat_request(body)
         service = chat_service(request)
         prepared = await service.start(user.pk, chat_request)

@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import contextlib
 import contextvars
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -22,6 +23,7 @@ from ..chat.service import ChatService
 from ..logging import request_id_var
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class CoreLoop:
@@ -41,6 +43,11 @@ class CoreLoop:
                 self._loop, self._pid = loop, os.getpid()
                 self._service = ChatService()
                 self._service.provider_factory()  # import the SDK before the first token
+                # A restarted worker ends its previous incarnation's answers (in the
+                # background: the request that got here need not wait for it).
+                contextvars.Context().run(
+                    asyncio.run_coroutine_threadsafe, _recover(self._service), loop
+                )
             return self._loop
 
     @property
@@ -67,6 +74,17 @@ class CoreLoop:
         with contextlib.suppress(Exception):
             self.submit(service.shutdown()).result(timeout)
 
+    def begin_drain(self, grace: float) -> None:
+        """On SIGTERM (gunicorn's graceful stop): refuse new streams and give running
+        generations `grace` seconds before they end `interrupted`, so that every fallback
+        stream gets its final event and its row is stored before the worker exits.
+        Safe to call from a signal handler."""
+        if self._loop is None or self._pid != os.getpid() or self._service is None:
+            return
+        service = self._service
+        service.shutdown_grace = max(0.0, grace)
+        self._loop.call_soon_threadsafe(service.begin_shutdown)
+
     def run(self, awaitable: Awaitable[T]) -> T:
         return self.submit(awaitable).result()
 
@@ -86,6 +104,16 @@ class CoreLoop:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 self.submit(aclose())
+
+
+async def _recover(service: ChatService) -> None:
+    try:
+        repaired = await service.arecover()
+    except Exception:
+        logger.warning("could not repair answers left streaming", exc_info=True)
+        return
+    if repaired:
+        logger.info("marked %d stale streaming message(s) interrupted", repaired)
 
 
 async def _with_request_id(awaitable: Awaitable[T], request_id: str) -> T:

@@ -14,7 +14,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.http import require_GET, require_POST
 
 from ..chat import sse
-from ..chat.errors import ChatError, InternalError, PayloadTooLarge, Unauthenticated
+from ..chat.errors import (
+    ChatError,
+    InternalError,
+    LengthRequired,
+    PayloadTooLarge,
+    Unauthenticated,
+)
 from ..chat.events import ChatEvent, Ping
 from ..chat.requests import parse_chat_request
 from ..chat.stream_params import last_event_id_from
@@ -47,11 +53,22 @@ def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> StreamingHttpRespon
 
 
 def read_body_limited(request: HttpRequest, limit: int) -> bytes:
-    """Refuse a body over `limit` bytes before reading it whole."""
+    """Refuse a body over `limit` bytes before reading it whole.
+
+    A chunked body (no Content-Length) is read too: Django sees it as empty, because it
+    bounds wsgi.input by Content-Length, but gunicorn de-chunks wsgi.input itself.
+    """
     declared = request.META.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge()
-    body = request.read(limit + 1)
+    if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        stream = request.META.get("wsgi.input")
+        if stream is None or not request.META.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
+            # A server that does not de-chunk (runserver): say so instead of reading "".
+            raise LengthRequired()
+        body = stream.read(limit + 1)
+    else:
+        body = request.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge()
     return body

@@ -123,6 +123,15 @@ def test_missing_secret_key_stops_manage_py_with_one_line(tmp_path):
     assert len(lines) == 1 and "ImproperlyConfigured" in lines[0], result.stderr
 
 
+@pytest.mark.parametrize("debug", ["false", "true"])
+def test_whitespace_only_secret_key_is_refused(debug, tmp_path):
+    env = DOCUMENT_ENV | {"SECRET_KEY": "   \t  ", "DEBUG": debug}
+    result = run(["manage.py", "check"], env, tmp_path)
+    assert result.returncode != 0
+    assert "SECRET_KEY is only whitespace" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
 def test_debug_runs_without_secret_key(tmp_path):
     env = no_secret_key_env() | {"DEBUG": "true"}
     assert run(["manage.py", "check"], env, tmp_path).returncode == 0

@@ -144,8 +144,11 @@ def all_entries(blueprint: dict) -> list[tuple[str, dict]]:
 
 
 def settings_variables() -> set[str]:
-    """Every environment variable name c3_app/settings.py reads."""
-    source = (ROOT / "c3_app" / "settings.py").read_text(encoding="utf-8")
+    """Every environment variable name c3_app/settings.py and gunicorn.conf.py read."""
+    source = "\n".join(
+        (ROOT / path).read_text(encoding="utf-8")
+        for path in ("c3_app/settings.py", "gunicorn.conf.py")
+    )
     names = set(re.findall(r"\benv(?:\.\w+)?\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", source))
     names |= set(re.findall(r"os\.environ(?:\.get)?[(\[]\s*[\"']([A-Z][A-Z0-9_]*)[\"']", source))
     return names
@@ -172,22 +175,45 @@ def test_exactly_the_two_services_of_the_original_document():
         assert service(blueprint, name)["runtime"] == "python"
 
 
-def test_web_app_runs_gunicorn_on_render_port_with_threads():
+def gunicorn_config(tmp_path: Path, extra_args: list[str]) -> dict[str, str]:
+    """What gunicorn makes of the start command with c3-app's Render variables."""
     command = service(load_blueprint(), APP)["startCommand"]
     args = shlex.split(command)
     assert args[:2] == ["gunicorn", "c3_app.wsgi:application"]
-    assert "--bind 0.0.0.0:$PORT" in " ".join(args)
-    assert args[args.index("--worker-class") + 1] == "gthread"
-    assert int(args[args.index("--threads") + 1]) > 1
+    env_vars = {
+        v["key"]: v["value"] for v in service(load_blueprint(), APP)["envVars"] if "value" in v
+    }
+    result = run_gunicorn(tmp_path, [*args[1:], *extra_args], {"PORT": "10000", **env_vars})
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = {}
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep:
+            config[key.strip()] = value.strip()
+    return config
+
+
+def test_web_app_runs_gunicorn_on_render_port_with_threads(tmp_path):
+    config = gunicorn_config(tmp_path, ["--print-config"])
+    assert config["bind"] == "['0.0.0.0:10000']"
+    assert config["worker_class"] == "gthread"
+    assert int(config["threads"]) > 1
+    assert config["accesslog"] == "None"
+    # The fallback's streams are drained inside the graceful timeout, which Render waits for.
+    graceful = int(config["graceful_timeout"])
+    assert 10 <= graceful < service(load_blueprint(), APP)["maxShutdownDelaySeconds"]
 
 
 def test_gunicorn_accepts_the_start_command(tmp_path):
-    """gunicorn --check-config parses every flag and imports the WSGI app."""
+    """gunicorn --check-config parses the configuration and imports the WSGI app."""
+    gunicorn_config(tmp_path, ["--check-config"])
+
+
+def run_gunicorn(tmp_path: Path, args: list[str], extra_env: dict[str, str]):
     gunicorn = Path(sys.executable).with_name("gunicorn")
     if not gunicorn.exists():
         pytest.skip("gunicorn is not installed beside this Python")
-    command = service(load_blueprint(), APP)["startCommand"]
-    args = [str(gunicorn), *shlex.split(command.replace("$PORT", "10000"))[1:], "--check-config"]
+    args = [str(gunicorn), *args]
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
@@ -196,11 +222,11 @@ def test_gunicorn_accepts_the_start_command(tmp_path):
         "SECRET_KEY": "k" * 25 + "0123456789abcdefghijklmnopqrstuvwxyz",
         "ALLOWED_HOSTS": "c3-app.onrender.com",
         "STATIC_ROOT": str(tmp_path / "static"),
+        **extra_env,
     }
-    result = subprocess.run(
+    return subprocess.run(
         args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_stream_service_runs_the_original_start_script():

@@ -211,6 +211,8 @@ class Stack:
                     "-m",
                     "gunicorn",
                     "c3_app.wsgi:application",
+                    "-c",  # the shipped configuration (its SIGTERM drain included)
+                    "gunicorn.conf.py",
                     "--bind",
                     f"127.0.0.1:{self.app_port}",
                     "--worker-class",

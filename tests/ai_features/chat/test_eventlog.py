@@ -395,3 +395,74 @@ async def _state(log: MemoryEventLog, name: str) -> str:
     except UnknownStream:
         return "absent"
     return "finished" if events and events[-1].is_final else "live"
+
+
+# --- memory: compaction and the byte budget (issue 8, item 7) --------------------------------
+
+
+def _text(events: list[ChatEvent]) -> str:
+    return "".join(e.data["content"] for e in events if e.type == "content")
+
+
+@settings(max_examples=100, deadline=None)
+@given(tokens=st.lists(st.text(max_size=4), min_size=2, max_size=30), error=st.booleans())
+def test_a_compacted_answer_resumes_exactly_from_any_old_id(tokens: list[str], error: bool):
+    async def scenario() -> None:
+        log = MemoryEventLog()
+        await log.open(MID)
+        written = [await log.append(MID, {"type": "start", "content": ""})]
+        written += [await log.append(MID, content_data(t)) for t in tokens]
+        final = error_data("upstream_error", "x", MID) if error else done_data(MID, "stop", None)
+        written.append(await log.append(MID, final))
+        before = log.size
+        await log.open("next")  # a new stream compacts the finished ones
+
+        assert log.size < before
+        for k in range(len(written) + 2):
+            rest = await log.wait(MID, k, timeout=0)
+            assert len(rest) <= 3
+            ids = [e.id for e in rest]
+            assert ids == sorted(set(ids)) and all(i > k for i in ids[:-1])
+            assert rest[-1] == written[-1]
+            # What a reader had up to id k, plus the rest, is the whole answer, once.
+            assert _text(written[: min(k, len(written))]) + _text(rest) == "".join(tokens)
+            if k == 0:
+                assert rest[0] == written[0]
+
+    asyncio.run(scenario())
+
+
+async def test_finished_logs_are_dropped_oldest_first_to_make_room() -> None:
+    # Room for one compacted answer (three events), not for two.
+    log = MemoryEventLog(max_bytes=5 * eventlog.EVENT_OVERHEAD_BYTES)
+    for name in ("old", "newer"):
+        await log.open(name)
+        await log.append(name, {"type": "start", "content": ""})
+        for _ in range(6):
+            await log.append(name, content_data("x" * 10))
+        await finish(log, name)
+    assert log.size >= log.max_bytes
+
+    assert await log.has_room()
+    assert log.size < log.max_bytes
+    assert await log.has("newer")
+    assert not await log.has("old")
+
+
+async def test_live_logs_over_the_budget_refuse_new_streams() -> None:
+    log = MemoryEventLog(max_bytes=10 * eventlog.EVENT_OVERHEAD_BYTES)
+    await log.open(MID)
+    for _ in range(12):
+        await log.append(MID, content_data("still going"))
+
+    assert not await log.has_room()
+    assert await log.has(MID)  # a live answer is never dropped
+    await finish(log, MID)
+    assert await log.has_room()
+
+
+async def test_no_budget_means_always_room() -> None:
+    log = await opened(MemoryEventLog(max_bytes=0))
+    for _ in range(100):
+        await log.append(MID, content_data("x" * 1000))
+    assert await log.has_room()

@@ -19,8 +19,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
 from ai_features import conversations
-from ai_features.chat import persistence
-from ai_features.chat.errors import NotFound, RateLimited, ServerRestarting
+from ai_features.chat import eventlog, persistence
+from ai_features.chat.errors import NotFound, RateLimited, ServerBusy, ServerRestarting
+from ai_features.chat.eventlog import MemoryEventLog
 from ai_features.chat.events import PING, START_TEXT, ChatEvent, Ping, done_data
 from ai_features.chat.limits import RateLimit
 from ai_features.chat.requests import ChatRequest
@@ -1171,3 +1172,55 @@ async def test_a_rename_before_the_title_arrives_wins(
     await wait_for_background(service)
 
     assert await conversation_title(prepared.conversation_id) == ("Mine", True)
+
+
+# --- memory and readers (issue 8, item 7) ---------------------------------------------------
+
+
+async def test_resume_readers_per_user_are_capped_and_freed(
+    alice: AbstractBaseUser, bob: AbstractBaseUser
+) -> None:
+    gate = Gate()
+    service = make_service(ScriptedProvider([Delta(text="a"), gate, *words("b")]), max_readers=2)
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    mid = prepared.assistant_message_id
+
+    first = await service.resume(alice.pk, mid, 0)
+    second = await service.resume(alice.pk, mid, 0)
+    with pytest.raises(RateLimited) as refused:
+        await service.resume(alice.pk, mid, 0)
+    assert refused.value.status == 429 and refused.value.retry_after
+    # Per user: bob's own answer can still be read.
+    bobs = await service.start(bob.pk, ChatRequest(message="bob"))
+    bobs_reader = await service.resume(bob.pk, bobs.assistant_message_id, 0)
+
+    await first.aclose()  # a client went away: its slot is free
+    third = await service.resume(alice.pk, mid, 0)
+    gate.release()
+    for reader in (second, third, bobs_reader):
+        assert text_of(await drain(reader)) == "ab"
+    # Readers that ran to the end freed theirs too.
+    assert len([await drain(await service.resume(alice.pk, mid, 0)) for _ in range(3)]) == 3
+
+
+async def test_a_full_event_log_refuses_new_streams_before_storing(
+    alice: AbstractBaseUser,
+) -> None:
+    gate = Gate()
+    log = MemoryEventLog(max_bytes=4 * eventlog.EVENT_OVERHEAD_BYTES)
+    provider = ScriptedProvider([*(Delta(text="x") for _ in range(5)), gate, *words("y")])
+    service = make_service(provider, log=log)
+    first = await service.start(alice.pk, ChatRequest(message="long"))
+    await asyncio.sleep(0.05)  # the live answer fills the budget
+    stored_before = await rows(alice)
+
+    with pytest.raises(ServerBusy) as refused:
+        await service.start(alice.pk, ChatRequest(message="one more"))
+    assert refused.value.status == 503 and refused.value.code == "server_busy"
+    assert await rows(alice) == stored_before
+
+    gate.release()
+    assert text_of(await collect(service, first.assistant_message_id)) == "xxxxxy"
+    # Finished answers make room (compacted, then dropped if need be).
+    again = await service.start(alice.pk, ChatRequest(message="again"))
+    assert (await collect(service, again.assistant_message_id))[-1].type == "done"

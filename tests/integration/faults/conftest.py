@@ -44,6 +44,20 @@ PROFILES: dict[str, dict[str, str]] = {
         "STREAM_STALE_AFTER_SECONDS": "1",
         "CHAT_SAVE_INTERVAL_SECONDS": "0.2",
     },
+    "liveness": {
+        # A dead generation is noticed 3 s after its last heartbeat (beats every second).
+        "STREAM_STALE_AFTER_SECONDS": "3",
+        "OPENAI_TIMEOUT": "10",
+        "OPENAI_MAX_RETRIES": "0",
+        "STREAM_HEARTBEAT_SECONDS": "0.5",
+        "CHAT_SAVE_INTERVAL_SECONDS": "0.2",
+    },
+    "slow_body": {
+        # A body must arrive within 2 s; at most 3 requests in progress in the stream service.
+        "REQUEST_BODY_TIMEOUT_SECONDS": "2",
+        "STREAM_MAX_CONNECTIONS": "3",
+        "CHAT_RATE_LIMIT_PER_MINUTE": "100",
+    },
 }
 SHARED_PROFILES = frozenset({"faults"})
 
