@@ -556,7 +556,7 @@ async def test_odd_finish_reason_and_usage_are_validated_and_the_text_stored(
 
 async def test_a_refused_final_write_still_stores_the_text(alice: AbstractBaseUser) -> None:
     service = make_service(ScriptedProvider())
-    prepared = await persistence.prepare_chat(alice.pk, None, "hi", True, MODEL)
+    prepared = await persistence.prepare_chat(alice.pk, ChatRequest(message="hi"), lambda _: MODEL)
     mid = prepared.assistant_message_id
     await service.log.open(mid)
     # Metadata the database refuses (a negative count breaks the column's CHECK) that got

@@ -95,12 +95,13 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from ai_features.chat import persistence
 from ai_features.chat.events import done_data
+from ai_features.chat.requests import ChatRequest
 from ai_features.chat.service import ChatService
 from ai_features.models import Message
 
 async def main():
     user = await sync_to_async(get_user_model().objects.create_user)(uuid.uuid4().hex[:20])
-    prepared = await persistence.prepare_chat(user.pk, None, "hi", True, "fake")
+    prepared = await persistence.prepare_chat(user.pk, ChatRequest(message="hi"), lambda _: "fake")
     mid = prepared.assistant_message_id
     service = ChatService()
     await service.log.open(mid)
