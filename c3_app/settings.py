@@ -206,6 +206,10 @@ STREAM_EVENT_LOG_RETENTION_SECONDS: float = env.float(
 )
 STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", default=300.0)
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# Redis must answer within this, else the caller falls back to process memory ...
+REDIS_TIMEOUT_SECONDS: float = env.float("REDIS_TIMEOUT_SECONDS", default=1.0)
+# ... and Redis is not asked again for this long (one log line per outage).
+REDIS_RETRY_SECONDS: float = env.float("REDIS_RETRY_SECONDS", default=5.0)
 
 # --- Logging: one line per record on stdout, with the request id --------------------------
 # LOG_FORMAT=json gives one JSON object per line (python-json-logger) for log pipelines;
