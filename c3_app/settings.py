@@ -210,6 +210,8 @@ REDIS_URL: str = env.str("REDIS_URL", default="")
 REDIS_TIMEOUT_SECONDS: float = env.float("REDIS_TIMEOUT_SECONDS", default=1.0)
 # ... and Redis is not asked again for this long (one log line per outage).
 REDIS_RETRY_SECONDS: float = env.float("REDIS_RETRY_SECONDS", default=5.0)
+# GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
 
 # --- Logging: one line per record on stdout, with the request id --------------------------
 # LOG_FORMAT=json gives one JSON object per line (python-json-logger) for log pipelines;

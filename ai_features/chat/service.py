@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from .. import metrics
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
 from . import persistence
-from .errors import InternalError, NotFound, RateLimited, ServerRestarting
+from .errors import ChatError, InternalError, NotFound, ServerRestarting, TooManyStreams
 from .eventlog import EventLog, MemoryEventLog
 from .events import (
     PING,
@@ -93,11 +94,19 @@ class ChatService:
 
         Raises a ChatError (with its HTTP status) for anything refused before streaming.
         """
+        try:
+            return await self._start(user_id, request)
+        except ChatError as error:
+            reason = "too_many_streams" if isinstance(error, TooManyStreams) else error.code
+            metrics.REQUESTS_REFUSED.labels(reason).inc()
+            raise
+
+    async def _start(self, user_id: int, request: ChatRequest) -> PreparedChat:
         if not self.accepting:
             raise ServerRestarting()
         running = sum(1 for g in self.generations.values() if g.user_id == user_id)
         if self.max_concurrent > 0 and running + self._reserved[user_id] >= self.max_concurrent:
-            raise RateLimited("同時に生成できる回答の数を超えています。", retry_after=5)
+            raise TooManyStreams(retry_after=5)
         # Reserve the slot before the first await, so parallel requests cannot all pass.
         self._reserved[user_id] += 1
         try:
@@ -127,6 +136,7 @@ class ChatService:
             await self.log.append(message_id, start_data(prepared.conversation_id, message_id))
             generation = Generation(message_id=message_id, user_id=user_id)
             self.generations[message_id] = generation
+            metrics.STREAMS_ACTIVE.inc()
             generation.task = asyncio.create_task(
                 self._generate(generation, provider, prepared), name=f"generate-{message_id}"
             )
@@ -238,12 +248,20 @@ class ChatService:
         last_save = loop.time()
         finish_reason = "stop"
         usage: dict[str, int] | None = None
+        last_text_at: float | None = None
         # Keeps the row fresh (and notices a stop from another process) even while the
         # model sends nothing, e.g. a long wait for the first token.
         watcher = asyncio.create_task(self._watch(generation, parts))
         try:
             async for delta in provider.astream(prepared.context):
                 if delta.text:
+                    now = loop.time()
+                    if last_text_at is None:
+                        metrics.TIME_TO_FIRST_TOKEN.observe(now - last_save)
+                    else:
+                        metrics.INTER_TOKEN_GAP.observe(now - last_text_at)
+                    last_text_at = now
+                    metrics.TOKENS_RELAYED.inc()
                     parts.append(delta.text)
                     text_len += len(delta.text)
                     await self.log.append(message_id, content_data(delta.text))
@@ -260,6 +278,7 @@ class ChatService:
             outcome = (Message.Status.COMPLETE, finish_reason, "", usage)
             final = done_data(message_id, finish_reason, usage)
         except ProviderError as exc:
+            metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
             outcome = (Message.Status.ERROR, "error", exc.code, None)
             final = error_data(exc.code, exc.message, message_id)
         except StoppedElsewhere:
@@ -308,7 +327,9 @@ class ChatService:
             logger.exception("could not store the final state of message=%s", message_id)
         finally:
             await self.log.append(message_id, final)
-            self.generations.pop(message_id, None)
+            if self.generations.pop(message_id, None) is not None:
+                metrics.STREAMS_ACTIVE.dec()
+            metrics.STREAMS_TOTAL.labels(str(status)).inc()
             logger.info("chat finished message=%s status=%s", message_id, status)
 
     # --- shutdown ------------------------------------------------------------------------
