@@ -1,7 +1,7 @@
 """c3-app-stream entry point: `app` is the FastAPI application.
 
 uvicorn asgi_stream:app --port 8001      (what start_stream.sh runs)
-python asgi_stream.py                    (serves on $PORT, default 8001)
+python asgi_stream.py                    (serves on $PORT, default 8001, STREAM_WORKERS workers)
 """
 
 import os
@@ -16,13 +16,21 @@ from ai_features.stream_app.app import create_app  # noqa: E402  (needs django.s
 app = create_app()
 
 if __name__ == "__main__":
+    import tempfile
+
     import uvicorn
     from django.conf import settings
 
+    workers = settings.STREAM_WORKERS
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Set before the workers start, so that each one writes its metrics there and a
+        # scrape of any worker shows the sum (see ai_features/metrics.py).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="c3-metrics-")
     uvicorn.run(
         "asgi_stream:app",
         host=os.environ.get("HOST", "0.0.0.0"),
         port=int(os.environ.get("PORT", "8001")),
+        workers=workers,
         timeout_keep_alive=300,
         access_log=False,  # it would print query strings (resume URLs may carry a token)
         timeout_graceful_shutdown=int(settings.STREAM_SHUTDOWN_GRACE_SECONDS) + 15,

@@ -210,6 +210,9 @@ REDIS_URL: str = env.str("REDIS_URL", default="")
 REDIS_TIMEOUT_SECONDS: float = env.float("REDIS_TIMEOUT_SECONDS", default=1.0)
 # ... and Redis is not asked again for this long (one log line per outage).
 REDIS_RETRY_SECONDS: float = env.float("REDIS_RETRY_SECONDS", default=5.0)
+# Processes of c3-app-stream on one port (start_stream.sh, python asgi_stream.py). Above 1,
+# set REDIS_URL too, or each process keeps its own event logs and limits.
+STREAM_WORKERS: int = env.int("STREAM_WORKERS", default=1)
 # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
 METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
 
