@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from .events import (
     error_data,
     start_data,
 )
-from .limits import RateLimit
+from .limits import RateLimit, StreamSlots
 from .persistence import MessageSnapshot, PreparedChat
 from .requests import ChatRequest
 
@@ -92,6 +93,10 @@ class ChatService:
         default_factory=lambda: RateLimit(settings.CHAT_RATE_LIMIT_PER_MINUTE)
     )
     max_concurrent: int = field(default_factory=lambda: settings.CHAT_MAX_CONCURRENT_STREAMS)
+    # The same cap across processes (Redis); without Redis the count below is per process.
+    slots: StreamSlots = field(
+        default_factory=lambda: StreamSlots(settings.CHAT_MAX_CONCURRENT_STREAMS)
+    )
     heartbeat: float = field(default_factory=lambda: settings.STREAM_HEARTBEAT_SECONDS)
     save_interval: float = field(default_factory=lambda: settings.CHAT_SAVE_INTERVAL_SECONDS)
     shutdown_grace: float = field(default_factory=lambda: settings.STREAM_SHUTDOWN_GRACE_SECONDS)
@@ -132,7 +137,13 @@ class ChatService:
             raise TooManyStreams(retry_after=5)
         # Reserve the slot before the first await, so parallel requests cannot all pass.
         self._reserved[user_id] += 1
+        pending_slot = uuid.uuid4().hex
+        slot_taken: bool | None = None
+        bound = False
         try:
+            slot_taken = await self.slots.take(user_id, pending_slot)
+            if slot_taken is False:
+                raise TooManyStreams(retry_after=5)
             await self.rate_limit.hit(user_id)
             provider = self.provider_factory()
             prepared = await persistence.prepare_chat(
@@ -156,6 +167,9 @@ class ChatService:
                 )
                 raise ServerRestarting()
             await self.log.open(message_id)
+            if slot_taken:
+                await self.slots.bind(user_id, pending_slot, message_id)
+                bound = True
             await self.log.append(message_id, start_data(prepared.conversation_id, message_id))
             generation = Generation(message_id=message_id, user_id=user_id)
             self.generations[message_id] = generation
@@ -168,6 +182,8 @@ class ChatService:
             )
         finally:
             self._reserved[user_id] -= 1
+            if slot_taken and not bound:
+                await self.slots.release(user_id, pending_id=pending_slot)
         logger.info("chat started message=%s", message_id)
         return prepared
 
@@ -354,8 +370,10 @@ class ChatService:
             logger.exception("could not store the final state of message=%s", message_id)
         finally:
             await self.log.append(message_id, final)
-            if self.generations.pop(message_id, None) is not None:
+            generation = self.generations.pop(message_id, None)
+            if generation is not None:
                 metrics.STREAMS_ACTIVE.dec()
+                await self.slots.release(generation.user_id, message_id=message_id)
             metrics.STREAMS_TOTAL.labels(str(status)).inc()
             logger.info("chat finished message=%s status=%s", message_id, status)
 

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 STALE_AFTER = 2.0
 RATE_LIMIT = 12  # per user and minute; each test uses a fresh user
+MAX_CONCURRENT = 2
 SLOW = directive(tokens=60, pace=0.05)  # three seconds unless stopped
 
 
@@ -35,6 +36,7 @@ def stack(db_kind: str, module_tmp: Path, redis_server: RedisServer) -> Iterator
         "STREAM_HEARTBEAT_SECONDS": "0.5",
         "CHAT_SAVE_INTERVAL_SECONDS": "0.2",
         "CHAT_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT),
+        "CHAT_MAX_CONCURRENT_STREAMS": str(MAX_CONCURRENT),
         "METRICS_TOKEN": "scale-out-metrics-token",
     }
     with running_stack(db_kind, module_tmp, extra_env=extra) as running:
@@ -96,6 +98,27 @@ def test_stop_from_b_ends_the_generation_on_a(stack: Stack, process_b: Server, m
     stored = a.history(first.first("start").data["conversation_id"])[-1]
     assert stored["status"] == "stopped"
     assert stored["content"] == answer_text(first.events + followed.events)
+
+
+def test_the_cap_on_generations_at_once_holds_across_both(stack, process_b, make_client):
+    a = make_client()
+    token = a.token()
+    b = on(stack, process_b, a)
+    # One slow generation on each process (the clients drop; the generations go on).
+    running = [c.stream({"message": "slow " + SLOW}, token=token, stop_after=1) for c in (a, b)]
+    assert [r.status for r in running] == [200, 200]
+    try:
+        for client in (a, b):
+            refused = client.stream({"message": "third " + directive(tokens=1)}, token=token)
+            assert refused.status == 429
+            assert refused.final.data["code"] == "rate_limited"
+        other = make_client()  # another user is not limited by this one
+        assert other.stream({"message": directive(tokens=1)}, token=other.token()).status == 200
+    finally:
+        for result in running:
+            a.stop(result.message_id, token=token)
+    # Stopped: the slots are free again, on either process.
+    assert b.stream({"message": directive(tokens=1)}, token=token).final.type == "done"
 
 
 def test_the_rate_limit_counts_requests_to_both(stack, process_b, make_client) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 import ai_features.redis_client as redis_client
 from ai_features.chat.errors import RateLimited
-from ai_features.chat.limits import RateLimit, redis_storage_uri
+from ai_features.chat.limits import RateLimit, StreamSlots, redis_storage_uri
 from tests.support.redis_server import RedisServer
 
 
@@ -63,3 +63,36 @@ async def test_redis_down_counts_in_memory_without_failing(
     await limit.hit(5)
     with pytest.raises(RateLimited):
         await limit.hit(5)
+
+
+@pytest.mark.redis
+async def test_stream_slots_are_shared_and_freed_with_their_producer(
+    settings, redis_server: RedisServer, monkeypatch
+) -> None:
+    if not redis_server.running:
+        redis_server.start()
+    settings.REDIS_URL = redis_server.url
+    monkeypatch.setattr(redis_client, "_process_redis", None)
+    first = StreamSlots(2)
+    monkeypatch.setattr(redis_client, "_process_redis", None)
+    second = StreamSlots(2)  # another process
+    assert await first.take(9, "a") is True
+    assert await second.take(9, "b") is True
+    assert await first.take(9, "c") is False
+    assert await second.take(10, "d") is True  # another user
+
+    # "a" becomes a running generation with a live producer; "b"'s producer died (its
+    # liveness key is gone), which frees its slot for the next start.
+    client = first.redis.client
+    await client.set("c3:live:msg-a", "1")
+    await first.bind(9, "a", "msg-a")
+    await second.bind(9, "b", "msg-b")
+    assert await second.take(9, "e") is True
+    assert await first.take(9, "f") is False
+    await first.release(9, message_id="msg-a")
+    assert await first.take(9, "g") is True
+
+
+async def test_without_redis_slots_leave_the_count_to_the_process(settings) -> None:
+    settings.REDIS_URL = ""
+    assert await StreamSlots(2).take(1, "x") is None
