@@ -9,11 +9,16 @@ import os
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "c3_app.settings")
-django.setup()
 
-from ai_features.stream_app.app import create_app  # noqa: E402  (needs django.setup())
+# With STREAM_WORKERS > 1 each worker process first re-runs this file as `__mp_main__` and
+# then imports `asgi_stream` for the app: building the app once per worker is enough (twice
+# made a worker miss uvicorn's start-up health check on a busy machine).
+if __name__ != "__mp_main__":
+    django.setup()
 
-app = create_app()
+    from ai_features.stream_app.app import create_app  # needs django.setup()
+
+    app = create_app()
 
 if __name__ == "__main__":
     import tempfile
