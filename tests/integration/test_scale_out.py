@@ -77,6 +77,21 @@ def test_resume_on_b_gets_exactly_the_rest(stack: Stack, process_b: Server, make
     assert answer_text(first.events + rest.events) == expected_text(message)
 
 
+def test_the_wsgi_fallback_resumes_from_the_same_log(stack: Stack, make_client: Any) -> None:
+    a = make_client()
+    token = a.token()
+    message = "resume on c3-app " + directive(tokens=30, pace=0.03)
+    first = a.stream({"message": message}, token=token, stop_after=3)
+    last_id = first.events[-1].id
+
+    rest = a.resume(first.message_id, last_id, via="app")  # gunicorn, session cookie
+
+    assert rest.status == 200
+    assert [e.id for e in rest.events] == list(range(last_id + 1, last_id + 1 + len(rest.events)))
+    assert rest.final.type == "done"
+    assert answer_text(first.events + rest.events) == expected_text(message)
+
+
 def test_stop_from_b_ends_the_generation_on_a(stack: Stack, process_b: Server, make_client: Any):
     a = make_client()
     token = a.token()
