@@ -4,15 +4,26 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install assets lint format clean
+.PHONY: run test install assets lint format clean lock upgrade
 
-$(STAMP): requirements.txt requirements-dev.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+# Exactly the locked set (versions and sha256 hashes, wheels only). When the lock changes,
+# .venv is rebuilt from scratch, so a package dropped from the lock leaves it too.
+$(STAMP): requirements-dev.lock.txt requirements.lock.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes --only-binary :all: \
+		-r requirements-dev.lock.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerate the lock files after editing requirements*.txt (keeps current versions where
+# the ranges allow); `make upgrade` moves every package to the newest version in its range.
+lock:
+	bash scripts/lock_requirements.sh
+
+upgrade:
+	bash scripts/lock_requirements.sh --upgrade
 
 # The chat page's Markdown, sanitiser and highlighter come from npm (never a CDN).
 assets:

@@ -29,6 +29,9 @@ if not SECRET_KEY:
             "c3-app-stream), or set DEBUG=true for local development."
         )
     SECRET_KEY = _DEV_SECRET_KEY
+# Key rotation: set the new SECRET_KEY and list the old one(s) here, comma-separated, on both
+# services; sessions, CSRF tokens and stream tokens signed with them stay valid until removed.
+SECRET_KEY_FALLBACKS: list[str] = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS: list[str] = env.list(
     "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
