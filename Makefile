@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install assets lint format clean lock upgrade
+.PHONY: run test test-js install assets lint format clean lock upgrade
 
 # Exactly the locked set (versions and sha256 hashes, wheels only). When the lock changes,
 # .venv is rebuilt from scratch, so a package dropped from the lock leaves it too.
@@ -38,7 +38,12 @@ run: install assets
 test: install assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) test-js
 	$(BIN)/python -m pytest
+
+# The chat page's ES modules (stream client, state predicates) under Node's own runner.
+test-js:
+	node --test tests/js/*.test.mjs
 
 lint:
 	$(BIN)/ruff check .

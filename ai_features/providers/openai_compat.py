@@ -54,8 +54,11 @@ class OpenAICompatibleProvider:
         )
         return cls(client, settings.OPENAI_MODEL)
 
-    async def _create(self, messages: list[dict[str, str]]) -> Any:
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True}
+    def model_for(self, requested: str | None) -> str:
+        return requested or self.model
+
+    async def _create(self, messages: list[dict[str, str]], model: str) -> Any:
+        kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
         if self._usage_supported:
             try:
                 return await self.client.chat.completions.create(
@@ -70,12 +73,18 @@ class OpenAICompatibleProvider:
                 return stream
         return await self.client.chat.completions.create(**kwargs)
 
-    async def astream(self, messages: list[dict[str, str]]) -> AsyncIterator[Delta]:
+    async def astream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str | None = None,
+        language: str | None = None,  # a real model answers in the question's language
+    ) -> AsyncIterator[Delta]:
         started = False
         finish_reason: str | None = None
         usage: Usage | None = None
         try:
-            stream = await self._create(messages)
+            stream = await self._create(messages, self.model_for(model))
             # `async with` closes the upstream HTTP response on every way out, including
             # cancellation by the stop button or a shutdown.
             async with stream:
@@ -103,3 +112,17 @@ class OpenAICompatibleProvider:
             logger.warning("upstream stream ended without a finish reason")
             raise ProviderError("upstream_disconnected")
         yield Delta(finish_reason=finish_reason, usage=usage)
+
+    async def acomplete(
+        self, messages: list[dict[str, str]], *, model: str | None = None, max_tokens: int = 32
+    ) -> str:
+        try:
+            completion = await self.client.chat.completions.create(
+                model=self.model_for(model), messages=messages, max_tokens=max_tokens
+            )
+        except Exception as exc:
+            code = _error_code(exc, started=False)
+            logger.warning("upstream failed: %s (%s)", code, type(exc).__name__)
+            raise ProviderError(code) from None
+        choice = completion.choices[0] if completion.choices else None
+        return (choice.message.content or "") if choice and choice.message else ""
