@@ -31,7 +31,8 @@ def make_log(settings, redis_server: RedisServer):
     if not redis_server.running:
         redis_server.start()
     settings.REDIS_URL = redis_server.url
-    settings.REDIS_TIMEOUT_SECONDS = 0.5
+    # Generous: under a loaded machine a short timeout would read as an outage.
+    settings.REDIS_TIMEOUT_SECONDS = 2.0
     settings.REDIS_RETRY_SECONDS = 0.5
 
     def make(stale_after: float = 5.0, orphans: Orphans | None = None) -> RedisEventLog:
@@ -39,7 +40,7 @@ def make_log(settings, redis_server: RedisServer):
             ProcessRedis(),
             retention=60,
             stale_after=stale_after,
-            timeout=0.5,
+            timeout=2.0,
             on_orphan=orphans or Orphans(),
         )
         return log
