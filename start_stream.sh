@@ -7,5 +7,14 @@
 # render.yaml) above it.
 # uvicorn's own access log is off because it prints query strings, where a resume URL may
 # carry a stream token; the app writes its own access line (path, status, duration, id).
+# STREAM_WORKERS (default 1) processes serve the port; set REDIS_URL before raising it, so
+# that they share event logs, stops and limits. With several workers each one writes its
+# metrics under PROMETHEUS_MULTIPROC_DIR (a fresh directory unless set), so /metrics sums them.
+workers="${STREAM_WORKERS:-1}"
+if [ "$workers" -gt 1 ] && [ -z "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+  PROMETHEUS_MULTIPROC_DIR="$(mktemp -d -t c3-metrics-XXXXXX)"
+  export PROMETHEUS_MULTIPROC_DIR
+fi
 exec uvicorn asgi_stream:app --host 0.0.0.0 --port "${PORT:-8001}" --timeout-keep-alive 300 \
-  --timeout-graceful-shutdown "${STREAM_GRACEFUL_TIMEOUT:-40}" --no-access-log
+  --timeout-graceful-shutdown "${STREAM_GRACEFUL_TIMEOUT:-40}" --no-access-log \
+  --workers "$workers"

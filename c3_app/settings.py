@@ -291,6 +291,15 @@ STREAM_MAX_CONNECTIONS: int = env.int("STREAM_MAX_CONNECTIONS", default=2000)
 STREAM_EVENT_LOG_MAX_BYTES: int = env.int("STREAM_EVENT_LOG_MAX_BYTES", default=64 * 1024 * 1024)
 # Resume readers one user may have open at once (429 above it).
 STREAM_MAX_READERS_PER_USER: int = env.int("STREAM_MAX_READERS_PER_USER", default=10)
+# Redis must answer within this, else the caller falls back to process memory ...
+REDIS_TIMEOUT_SECONDS: float = env.float("REDIS_TIMEOUT_SECONDS", default=1.0)
+# ... and Redis is not asked again for this long (one log line per outage).
+REDIS_RETRY_SECONDS: float = env.float("REDIS_RETRY_SECONDS", default=5.0)
+# Processes of c3-app-stream on one port (start_stream.sh, python asgi_stream.py). Above 1,
+# set REDIS_URL too, or each process keeps its own event logs and limits.
+STREAM_WORKERS: int = env.int("STREAM_WORKERS", default=1)
+# GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
 
 # --- Logging: one line per record on stdout, with the request id --------------------------
 # LOG_FORMAT=json gives one JSON object per line (python-json-logger) for log pipelines;

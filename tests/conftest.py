@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import POSTGRES_ADMIN_DSN, postgres_available
+from tests.support.redis_server import REDIS_SERVER, RedisServer, redis_server_available
+from tests.support.servers import ARTIFACTS, POSTGRES_ADMIN_DSN, postgres_available
 
 # --- Real-server fixtures -------------------------------------------------------------------
 
 
-# CI sets C3_REQUIRE_POSTGRES=1 / C3_REQUIRE_CHROMIUM=1: there a missing service fails the
-# run instead of skipping it.
+# CI sets C3_REQUIRE_POSTGRES=1 / C3_REQUIRE_CHROMIUM=1 / C3_REQUIRE_REDIS=1: there a
+# missing service fails the run instead of skipping it.
 REQUIRE_POSTGRES = os.environ.get("C3_REQUIRE_POSTGRES") == "1"
 REQUIRE_CHROMIUM = os.environ.get("C3_REQUIRE_CHROMIUM") == "1"
+REQUIRE_REDIS = os.environ.get("C3_REQUIRE_REDIS") == "1"
 CHROMIUM = os.environ.get("C3_CHROMIUM", "/usr/bin/chromium")
 _skipped_notes: list[str] = []
 
@@ -29,12 +31,17 @@ def _postgres_ok() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    keep, drop = [], {"postgres": [], "e2e": []}
+    keep, drop = [], {"postgres": [], "e2e": [], "redis": []}
     need_pg = any("postgres" in item.keywords for item in items)
     pg_ok = _postgres_ok() if need_pg else True
     chromium_ok = Path(CHROMIUM).exists()
+    redis_ok = redis_server_available()
     for item in items:
-        if "postgres" in item.keywords and not pg_ok:
+        if "redis" in item.keywords and not redis_ok:
+            if REQUIRE_REDIS:
+                pytest.exit(f"C3_REQUIRE_REDIS=1 but {REDIS_SERVER} is missing", 3)
+            drop["redis"].append(item)
+        elif "postgres" in item.keywords and not pg_ok:
             if REQUIRE_POSTGRES:
                 pytest.exit(
                     f"C3_REQUIRE_POSTGRES=1 but {POSTGRES_ADMIN_DSN} is unreachable",
@@ -57,7 +64,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _skipped_notes.append(
             f"skipped {len(drop['e2e'])} browser tests: no Chromium at {CHROMIUM}"
         )
-    dropped = drop["postgres"] + drop["e2e"]
+    if drop["redis"]:
+        _skipped_notes.append(
+            f"skipped {len(drop['redis'])} Redis tests: no redis-server at {REDIS_SERVER}"
+        )
+    dropped = drop["postgres"] + drop["e2e"] + drop["redis"]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -90,3 +101,13 @@ def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("stack")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server (tests marked `redis`), empty, on its own port; a test may
+    stop() and start() it to simulate an outage."""
+    log_dir = ARTIFACTS / "server-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with RedisServer(log_dir) as server:
+        yield server

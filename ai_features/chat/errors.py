@@ -69,6 +69,13 @@ class ServerBusy(ChatError):
     default_message = "サーバーが混み合っています。少し待ってから再試行してください。"
 
 
+class TooManyStreams(RateLimited):
+    """The per-user cap on generations running at once (same answer as the rate limit;
+    told apart only in the metrics)."""
+
+    default_message = "同時に生成できる回答の数を超えています。"
+
+
 class ServerRestarting(ChatError):
     status, code = 503, "server_restarting"
     default_message = "サーバーが再起動中です。少し待ってから再試行してください。"

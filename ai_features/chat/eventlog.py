@@ -177,6 +177,11 @@ class MemoryEventLog:
         self._purge()
         return message_id in self._streams
 
+    def events_of(self, message_id: str) -> list[ChatEvent]:
+        """The events held for a message so far ([] when none)."""
+        stream = self._streams.get(message_id)
+        return list(stream.events) if stream is not None else []
+
     def _purge(self) -> None:
         now = time.monotonic()
         finished = [key for key, stream in self._streams.items() if stream.finished_at is not None]

@@ -399,3 +399,28 @@ def _expire_if_stale(message: Message) -> Message:
     ):
         message.refresh_from_db()
     return message
+
+
+@db_task
+def interrupt_orphan(message_id: str, logged_text: str) -> MessageSnapshot | None:
+    """End a message whose producer died: `interrupted`, with the text of the shared event
+    log (which is ahead of the last partial save). A message that already ended otherwise
+    (complete, stopped, error) keeps its state; None when it no longer exists."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().filter(pk=message_id).first()
+        if message is None:
+            return None
+        open_statuses = (Message.Status.STREAMING, Message.Status.INTERRUPTED)
+        if message.status in open_statuses and len(logged_text) >= len(message.content):
+            message.content = logged_text
+            message.status = Message.Status.INTERRUPTED
+            message.finish_reason = "interrupted"
+            message.error_code = "interrupted"
+            message.save(
+                update_fields=["content", "status", "finish_reason", "error_code", "updated_at"]
+            )
+        elif message.status == Message.Status.STREAMING:
+            message.status = Message.Status.INTERRUPTED
+            message.finish_reason = "interrupted"
+            message.save(update_fields=["status", "finish_reason", "updated_at"])
+        return _snapshot(message)

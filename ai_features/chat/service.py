@@ -11,16 +11,27 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from .. import metrics
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
+from ..redis_client import process_redis
 from . import persistence, titles
-from .errors import InternalError, NotFound, RateLimited, ServerBusy, ServerRestarting
+from .errors import (
+    ChatError,
+    InternalError,
+    NotFound,
+    RateLimited,
+    ServerBusy,
+    ServerRestarting,
+    TooManyStreams,
+)
 from .eventlog import EventLog, MemoryEventLog
 from .events import (
     PING,
@@ -31,7 +42,7 @@ from .events import (
     error_data,
     start_data,
 )
-from .limits import RateLimit
+from .limits import RateLimit, StreamSlots
 from .liveness import Liveness, new_liveness
 from .persistence import MessageSnapshot, PreparedChat
 from .requests import ChatRequest
@@ -65,20 +76,39 @@ class Generation:
             self.task.cancel()
 
 
-@dataclass
-class ChatService:
-    log: EventLog = field(
-        default_factory=lambda: MemoryEventLog(
+def make_event_log() -> EventLog:
+    """The event log this process uses: in Redis when REDIS_URL is set, else in memory."""
+    redis = process_redis()
+    if redis is None:
+        return MemoryEventLog(
             retention=settings.STREAM_EVENT_LOG_RETENTION_SECONDS,
             max_bytes=settings.STREAM_EVENT_LOG_MAX_BYTES,
         )
+    from .redis_eventlog import RedisEventLog
+
+    return RedisEventLog(
+        redis,
+        retention=settings.STREAM_EVENT_LOG_RETENTION_SECONDS,
+        stale_after=settings.STREAM_STALE_AFTER_SECONDS,
+        timeout=settings.REDIS_TIMEOUT_SECONDS,
+        max_bytes=settings.STREAM_EVENT_LOG_MAX_BYTES,
+        on_orphan=end_orphaned_message,
     )
+
+
+@dataclass
+class ChatService:
+    log: EventLog = field(default_factory=make_event_log)
     provider_factory: Callable[[], ChatProvider] = get_provider
     rate_limit: RateLimit = field(
         default_factory=lambda: RateLimit(settings.CHAT_RATE_LIMIT_PER_MINUTE)
     )
     max_concurrent: int = field(default_factory=lambda: settings.CHAT_MAX_CONCURRENT_STREAMS)
     max_readers: int = field(default_factory=lambda: settings.STREAM_MAX_READERS_PER_USER)
+    # The same cap across processes (Redis); without Redis the count below is per process.
+    slots: StreamSlots = field(
+        default_factory=lambda: StreamSlots(settings.CHAT_MAX_CONCURRENT_STREAMS)
+    )
     heartbeat: float = field(default_factory=lambda: settings.STREAM_HEARTBEAT_SECONDS)
     save_interval: float = field(default_factory=lambda: settings.CHAT_SAVE_INTERVAL_SECONDS)
     shutdown_grace: float = field(default_factory=lambda: settings.STREAM_SHUTDOWN_GRACE_SECONDS)
@@ -91,6 +121,16 @@ class ChatService:
     _drain_task: asyncio.Task | None = None
     _background: set[asyncio.Task] = field(default_factory=set)  # auto titles
 
+    def __post_init__(self) -> None:
+        if hasattr(self.log, "on_stop"):
+            # A stop published by another process for a generation of this one.
+            self.log.on_stop = self._stop_here
+
+    def _stop_here(self, message_id: str) -> None:
+        generation = self.generations.get(message_id)
+        if generation is not None:
+            generation.cancel("stopped")
+
     # --- starting ------------------------------------------------------------------------
 
     async def start(self, user_id: int, request: ChatRequest) -> PreparedChat:
@@ -98,11 +138,19 @@ class ChatService:
 
         Raises a ChatError (with its HTTP status) for anything refused before streaming.
         """
+        try:
+            return await self._start(user_id, request)
+        except ChatError as error:
+            reason = "too_many_streams" if isinstance(error, TooManyStreams) else error.code
+            metrics.REQUESTS_REFUSED.labels(reason).inc()
+            raise
+
+    async def _start(self, user_id: int, request: ChatRequest) -> PreparedChat:
         if not self.accepting:
             raise ServerRestarting()
         running = sum(1 for g in self.generations.values() if g.user_id == user_id)
         if self.max_concurrent > 0 and running + self._reserved[user_id] >= self.max_concurrent:
-            raise RateLimited("同時に生成できる回答の数を超えています。", retry_after=5)
+            raise TooManyStreams(retry_after=5)
         if not await self.log.has_room():
             # The event logs hold STREAM_EVENT_LOG_MAX_BYTES already (live answers only,
             # finished ones were compacted or dropped): refuse before storing anything.
@@ -110,7 +158,13 @@ class ChatService:
             raise ServerBusy(retry_after=10)
         # Reserve the slot before the first await, so parallel requests cannot all pass.
         self._reserved[user_id] += 1
+        pending_slot = uuid.uuid4().hex
+        slot_taken: bool | None = None
+        bound = False
         try:
+            slot_taken = await self.slots.take(user_id, pending_slot)
+            if slot_taken is False:
+                raise TooManyStreams(retry_after=5)
             await self.rate_limit.hit(user_id)
             provider = self.provider_factory()
             prepared = await persistence.prepare_chat(user_id, request, provider.model_for)
@@ -128,12 +182,16 @@ class ChatService:
                 )
                 raise ServerRestarting()
             await self.log.open(message_id)
+            if slot_taken:
+                await self.slots.bind(user_id, pending_slot, message_id)
+                bound = True
             await self.log.append(
                 message_id,
                 start_data(prepared.conversation_id, message_id, **prepared.start_fields()),
             )
             generation = Generation(message_id=message_id, user_id=user_id)
             self.generations[message_id] = generation
+            metrics.STREAMS_ACTIVE.inc()
             generation.task = asyncio.create_task(
                 self._generate(generation, provider, prepared), name=f"generate-{message_id}"
             )
@@ -142,6 +200,8 @@ class ChatService:
             )
         finally:
             self._reserved[user_id] -= 1
+            if slot_taken and not bound:
+                await self.slots.release(user_id, pending_id=pending_slot)
         logger.info("chat started message=%s", message_id)
         return prepared
 
@@ -228,8 +288,12 @@ class ChatService:
             await asyncio.wait({generation.task}, timeout=5)
         elif snapshot.status == Message.Status.STREAMING:
             # Generated by another process (the other service, or one that died): mark it
-            # stopped in the database; a live generator sees that at its next save.
+            # stopped in the database; a live generator sees that at its next save, or at
+            # once when the stop reaches it through Redis.
             await persistence.mark_stopped(snapshot.id)
+            signal_stop = getattr(self.log, "signal_stop", None)
+            if signal_stop is not None:
+                await signal_stop(snapshot.id)
         else:
             return snapshot
         latest = await persistence.find_message_snapshot(snapshot.id)
@@ -249,6 +313,7 @@ class ChatService:
         last_save = loop.time()
         finish_reason = "stop"
         usage: dict[str, int] | None = None
+        last_text_at: float | None = None
         # Where the model's text enters: from here on readers and the database get the same,
         # storable text (see text.py).
         normalizer = TextNormalizer()
@@ -262,6 +327,13 @@ class ChatService:
             ):
                 text = normalizer.feed(delta.text) if isinstance(delta.text, str) else ""
                 if text:
+                    now = loop.time()
+                    if last_text_at is None:
+                        metrics.TIME_TO_FIRST_TOKEN.observe(now - last_save)
+                    else:
+                        metrics.INTER_TOKEN_GAP.observe(now - last_text_at)
+                    last_text_at = now
+                    metrics.TOKENS_RELAYED.inc()
                     parts.append(text)
                     text_len += len(text)
                     await self.log.append(message_id, content_data(text))
@@ -281,6 +353,7 @@ class ChatService:
             outcome = (Message.Status.COMPLETE, finish_reason, "", usage)
             final = done_data(message_id, finish_reason, usage)
         except ProviderError as exc:
+            metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
             outcome = (Message.Status.ERROR, "error", exc.code, None)
             final = error_data(exc.code, exc.message, message_id)
         except StoppedElsewhere:
@@ -339,7 +412,11 @@ class ChatService:
                 logger.exception("could not store the text of message=%s", message_id)
         finally:
             await self.log.append(message_id, final)
-            self.generations.pop(message_id, None)
+            generation = self.generations.pop(message_id, None)
+            if generation is not None:
+                metrics.STREAMS_ACTIVE.dec()
+                await self.slots.release(generation.user_id, message_id=message_id)
+            metrics.STREAMS_TOTAL.labels(str(status)).inc()
             logger.info("chat finished message=%s status=%s", message_id, status)
 
     # --- shutdown ------------------------------------------------------------------------
@@ -380,6 +457,10 @@ class ChatService:
         assert self._drain_task is not None
         await self._drain_task
         self.liveness.close()
+
+        close_log = getattr(self.log, "aclose", None)
+        if close_log is not None:
+            await close_log()
 
     async def arecover(self) -> int:
         """At startup: end the answers left `streaming` by dead processes (those past the
@@ -453,6 +534,17 @@ def cancelled_ending(message_id: str, reason: str | None) -> tuple[tuple, dict]:
         (Message.Status.INTERRUPTED, "interrupted", "server_restarting", None),
         error_data("server_restarting", RESTARTING_MESSAGE, message_id),
     )
+
+
+async def end_orphaned_message(message_id: str, logged_text: str) -> dict:
+    """A message whose producer died (found by a reader of the shared log): its stored text
+    becomes the logged text, its status `interrupted`; returns the final event."""
+    snapshot = await persistence.interrupt_orphan(message_id, logged_text)
+    if snapshot is None:
+        return error_data("not_found", NotFound.default_message, message_id)
+    if snapshot.status == Message.Status.INTERRUPTED:
+        metrics.STREAMS_TOTAL.labels("interrupted").inc()
+    return final_data_for(snapshot)
 
 
 def final_data_for(snapshot: MessageSnapshot) -> dict:

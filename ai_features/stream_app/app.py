@@ -55,6 +55,12 @@ def create_app(service: ChatService | None = None) -> FastAPI:
         if repaired:
             logger.info("marked %d stale streaming message(s) interrupted", repaired)
         _chain_sigterm(app.state.chat)
+        if settings.STREAM_WORKERS > 1 and not settings.REDIS_URL:
+            logger.warning(
+                "STREAM_WORKERS=%d without REDIS_URL: each worker has its own event logs and "
+                "limits (a resume on another worker falls back to the database)",
+                settings.STREAM_WORKERS,
+            )
         yield
         await app.state.chat.shutdown()
 

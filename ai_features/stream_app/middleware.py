@@ -17,8 +17,8 @@ from ..chat.errors import ServerBusy
 from ..logging import new_request_id, request_id_var
 
 access_logger = logging.getLogger("ai_features.stream.access")
-# The platform's health checker may use an internal host name.
-HOST_CHECK_EXEMPT = frozenset({"/", "/health/"})
+# The platform's health checker and a metrics scraper may use an internal host name.
+HOST_CHECK_EXEMPT = frozenset({"/", "/health/", "/metrics"})
 
 
 def security_headers() -> list[tuple[bytes, bytes]]:

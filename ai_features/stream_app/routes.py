@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from django.conf import settings
 from fastapi import APIRouter, Request
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from starlette.requests import ClientDisconnect
 
+from .. import metrics
 from ..auth.stream_auth import authenticate
 from ..chat import sse
 from ..chat.db import db_task
@@ -20,6 +22,8 @@ from ..chat.events import ChatEvent, Ping
 from ..chat.requests import parse_chat_request
 from ..chat.service import ChatService
 from ..chat.stream_params import last_event_id_from
+from ..health import check_database, health_payload
+from ..redis_client import aredis_health
 
 router = APIRouter()
 logger = logging.getLogger(__name__)
@@ -156,5 +160,16 @@ async def stop_chat(request: Request, message_id: str) -> Response:
 
 @router.get("/")
 @router.get("/health/")
-async def health() -> dict[str, str]:
-    return {"status": "ok", "service": "streaming"}
+async def health() -> dict[str, Any]:
+    database = await db_task(check_database)()
+    return health_payload(database, await aredis_health(), service="streaming")
+
+
+@router.get("/metrics")
+async def metrics_endpoint(request: Request) -> Response:
+    status = metrics.metrics_access(request.headers.get("authorization"))
+    if status != 200:
+        detail = "Not Found" if status == 404 else "Unauthorized"
+        return JSONResponse({"detail": detail}, status_code=status)
+    body, content_type = metrics.render_latest()
+    return Response(body, media_type=content_type)

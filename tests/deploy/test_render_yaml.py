@@ -165,14 +165,31 @@ def origin_hosts(value: str) -> set[str]:
 # --- services -----------------------------------------------------------------------------------
 
 
-def test_exactly_the_two_services_of_the_original_document():
+def test_the_two_web_services_of_the_original_document_and_a_key_value():
     blueprint = load_blueprint()
     assert [(s.get("type"), s.get("name")) for s in blueprint["services"]] == [
         ("web", APP),
         ("web", STREAM),
+        ("keyvalue", "c3-redis"),
     ]
     for name in (APP, STREAM):
         assert service(blueprint, name)["runtime"] == "python"
+
+
+def test_both_services_reach_the_key_value_through_from_service():
+    blueprint = load_blueprint()
+    key_value = service(blueprint, "c3-redis")
+    assert key_value["ipAllowList"] == []  # private network only
+    assert key_value["region"] == service(blueprint, STREAM)["region"]
+    for name in (APP, STREAM):
+        [redis_url] = [
+            v for v in service(blueprint, name)["envVars"] if v.get("key") == "REDIS_URL"
+        ]
+        assert redis_url["fromService"] == {
+            "type": "keyvalue",
+            "name": "c3-redis",
+            "property": "connectionString",
+        }
 
 
 def gunicorn_config(tmp_path: Path, extra_args: list[str]) -> dict[str, str]:

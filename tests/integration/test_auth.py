@@ -402,4 +402,9 @@ def test_health_answers_any_host(stack: Stack) -> None:
         f"http://127.0.0.1:{stack.stream_port}/health/", headers={"Host": "internal-name"}
     )
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "service": "streaming"}
+    assert response.json() == {
+        "status": "ok",
+        "service": "streaming",
+        "database": "ok",
+        "redis": "not_configured",
+    }

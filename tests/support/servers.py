@@ -230,33 +230,40 @@ class Stack:
                 self.app_port,
                 log_dir,
             )
-            self.stream = Server(
-                "uvicorn",
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "asgi_stream:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.stream_port),
-                    "--timeout-keep-alive",
-                    "300",
-                    "--timeout-graceful-shutdown",
-                    "40",
-                    "--no-access-log",
-                ],
-                env,
-                self.stream_port,
-                log_dir,
-            )
+            self.stream = self.stream_server(self.stream_port, env, log_dir)
             self.app.start()
             self.stream.start()
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def stream_server(
+        self, port: int, env: dict[str, str] | None = None, log_dir: Path | None = None
+    ) -> Server:
+        """A c3-app-stream process (not started) on `port`, as start_stream.sh runs it; a
+        test may start more than one on the same database."""
+        return Server(
+            "uvicorn",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "asgi_stream:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--timeout-keep-alive",
+                "300",
+                "--timeout-graceful-shutdown",
+                "40",
+                "--no-access-log",
+            ],
+            env or self.env(),
+            port,
+            log_dir or ARTIFACTS / "server-logs",
+        )
 
     def restart_stream(self) -> None:
         assert self.stream is not None

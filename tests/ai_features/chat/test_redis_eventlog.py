@@ -1,0 +1,146 @@
+"""The Redis event log against a real redis-server: two logs stand for two processes (they
+share nothing but Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ai_features.chat.events import content_data, done_data, error_data, start_data
+from ai_features.chat.redis_eventlog import RedisEventLog, live_key, log_key
+from ai_features.redis_client import ProcessRedis
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+class Orphans:
+    """Records what the log asks the service to store for a dead producer's message."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, str] = {}
+
+    async def __call__(self, message_id: str, text: str) -> dict:
+        self.stored[message_id] = text
+        return error_data("interrupted", "interrupted", message_id)
+
+
+@pytest.fixture
+def make_log(settings, redis_server: RedisServer):
+    if not redis_server.running:
+        redis_server.start()
+    settings.REDIS_URL = redis_server.url
+    # Generous: under a loaded machine a short timeout would read as an outage.
+    settings.REDIS_TIMEOUT_SECONDS = 2.0
+    settings.REDIS_RETRY_SECONDS = 0.5
+
+    def make(stale_after: float = 5.0, orphans: Orphans | None = None) -> RedisEventLog:
+        log = RedisEventLog(
+            ProcessRedis(),
+            retention=60,
+            stale_after=stale_after,
+            timeout=2.0,
+            on_orphan=orphans or Orphans(),
+        )
+        return log
+
+    return make
+
+
+async def _close(*logs: RedisEventLog) -> None:
+    for log in logs:
+        await log.aclose()
+
+
+async def read_until_final(log: RedisEventLog, message_id: str, after_id: int = 0) -> list:
+    events = []
+    for _ in range(200):
+        batch = await log.wait(message_id, after_id, 0.1)
+        for event in batch:
+            events.append(event)
+            after_id = event.id
+            if event.is_final:
+                return events
+    raise AssertionError(f"no final event; got {[e.data for e in events]}")
+
+
+async def test_another_process_follows_with_the_same_ids(make_log) -> None:
+    producer, reader = make_log(), make_log()
+    try:
+        await producer.open("m1")
+        await producer.append("m1", start_data("c1", "m1"))
+        for word in ("one ", "two ", "three"):
+            await producer.append("m1", content_data(word))
+        assert await reader.has("m1")
+        # A resume after event 2 gets exactly the rest, as the producer numbered it.
+        follow = asyncio.create_task(read_until_final(reader, "m1", after_id=2))
+        await asyncio.sleep(0.3)
+        await producer.append("m1", content_data("!"))
+        await producer.append("m1", done_data("m1", "stop", None))
+        events = await asyncio.wait_for(follow, 10)
+        assert [e.id for e in events] == [3, 4, 5, 6]
+        assert [e.data.get("content") for e in events[:3]] == ["two ", "three", "!"]
+        assert events[-1].type == "done"
+        # The final event also ended the producer's liveness key.
+        assert not await producer.redis.client.exists(live_key("m1"))
+        assert await producer.redis.client.ttl(log_key("m1")) > 0
+    finally:
+        await _close(producer, reader)
+
+
+async def test_a_dead_producer_is_noticed_and_its_logged_text_stored(make_log) -> None:
+    orphans = Orphans()
+    producer = make_log(stale_after=1.0)
+    reader = make_log(stale_after=1.0, orphans=orphans)
+    try:
+        await producer.open("m2")
+        await producer.append("m2", start_data("c1", "m2"))
+        await producer.append("m2", content_data("half an "))
+        await producer.append("m2", content_data("answer"))
+        await asyncio.sleep(0.2)  # let the flusher write them
+        await producer.aclose()  # the producer dies: no heartbeat, no final event
+        events = await asyncio.wait_for(read_until_final(reader, "m2"), 15)
+        assert events[-1].data["code"] == "interrupted"
+        assert orphans.stored == {"m2": "half an answer"}
+        # The final event is in Redis too, for every other reader.
+        third = make_log(stale_after=1.0)
+        replay = await asyncio.wait_for(read_until_final(third, "m2"), 5)
+        assert [e.data for e in replay] == [e.data for e in events]
+        await third.aclose()
+    finally:
+        await _close(producer, reader)
+
+
+async def test_a_stop_reaches_the_producing_process(make_log) -> None:
+    producer, other = make_log(), make_log()
+    stopped: list[str] = []
+    producer.on_stop = stopped.append
+    try:
+        await producer.open("m3")  # starts the producer's subscription
+        await other.open("m-other")
+        await asyncio.sleep(0.3)
+        await other.signal_stop("m3")
+        for _ in range(50):
+            if stopped:
+                break
+            await asyncio.sleep(0.02)
+        assert stopped == ["m3"]
+    finally:
+        await _close(producer, other)
+
+
+async def test_redis_down_keeps_the_local_log_working(make_log, redis_server) -> None:
+    log = make_log()
+    try:
+        await log.open("m4")
+        redis_server.stop()
+        await log.append("m4", start_data("c1", "m4"))
+        await log.append("m4", content_data("still here"))
+        await log.append("m4", done_data("m4", "stop", None))
+        events = await asyncio.wait_for(read_until_final(log, "m4"), 5)
+        assert [e.type for e in events] == ["start", "content", "done"]
+        assert not await log.has("never-seen")
+    finally:
+        await _close(log)
+        redis_server.start()

@@ -1,0 +1,98 @@
+"""STREAM_WORKERS=2: `python asgi_stream.py` serves one port with two processes sharing
+Redis; any worker resumes any message, and one /metrics scrape sums both workers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.chat_client import ChatClient, answer_text
+from tests.support.fake_upstream import directive, expected_text
+from tests.support.redis_server import RedisServer
+from tests.support.servers import ARTIFACTS, Server, Stack, free_port, running_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+TOKEN = "workers-metrics-token"
+
+
+@pytest.fixture(scope="module")
+def stack(db_kind: str, module_tmp: Path, redis_server: RedisServer) -> Iterator[Stack]:
+    extra = {"REDIS_URL": redis_server.url, "METRICS_TOKEN": TOKEN}
+    with running_stack(db_kind, module_tmp, extra_env=extra) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def workers(stack: Stack) -> Iterator[Server]:
+    port = free_port()
+    env = stack.env()
+    env.update({"PORT": str(port), "HOST": "127.0.0.1", "STREAM_WORKERS": "2"})
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # asgi_stream.py makes a fresh one
+    server = Server(
+        "asgi-stream-workers",
+        [sys.executable, "asgi_stream.py"],
+        env,
+        port,
+        ARTIFACTS / "server-logs",
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    response = httpx.get(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def test_two_workers_start_and_report_redis(workers: Server) -> None:
+    health = httpx.get(f"http://127.0.0.1:{workers.port}/health/").json()
+    assert health["status"] == "ok" and health["redis"] == "ok"
+    assert workers.log_text().count("Started server process") == 2
+
+
+def test_twenty_resumes_in_a_row_all_succeed(stack: Stack, workers: Server, make_client: Any):
+    client = make_client()
+    token = client.token()
+    on_workers = ChatClient(stack.app_url, f"http://localhost:{workers.port}")
+    message = "resume me twenty times " + directive(tokens=30, pace=0.02)
+    first = on_workers.stream({"message": message}, token=token, stop_after=2)
+    whole = on_workers.resume(first.message_id, 0, token=token)
+    assert whole.final.type == "done"
+    assert answer_text(whole.events) == expected_text(message)
+    for after in range(1, 21):
+        rest = on_workers.resume(first.message_id, after, token=token)
+        assert rest.status == 200
+        assert [(e.id, e.data) for e in rest.events] == [
+            (e.id, e.data) for e in whole.events[after:]
+        ], after
+
+
+def test_one_scrape_shows_the_sum_of_both_workers(
+    stack: Stack, workers: Server, make_client: Any
+) -> None:
+    client = make_client()
+    token = client.token()
+    on_workers = ChatClient(stack.app_url, f"http://localhost:{workers.port}")
+    before = scrape(workers.port)
+    count = 8
+    for index in range(count):
+        result = on_workers.stream({"message": f"m{index} " + directive(tokens=2)}, token=token)
+        assert result.final.type == "done"
+    key = ("c3_streams_total", (("status", "complete"),))
+    for _ in range(4):  # whichever worker answers the scrape, the sum is the same
+        assert scrape(workers.port).get(key, 0) == before.get(key, 0) + count
