@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install assets lint format clean
+.PHONY: run test bench install assets lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: install assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The performance table (bench/README.md): about 5 minutes; needs PostgreSQL at 127.0.0.1.
+bench: install
+	@mkdir -p test-artifacts
+	$(BIN)/python -m bench.run --json test-artifacts/bench.json
 
 lint:
 	$(BIN)/ruff check .
