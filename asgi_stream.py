@@ -24,6 +24,8 @@ if __name__ == "__main__":
         host=os.environ.get("HOST", "0.0.0.0"),
         port=int(os.environ.get("PORT", "8001")),
         timeout_keep_alive=300,
+        loop="uvloop",  # as start_stream.sh
+        http="httptools",
         access_log=False,  # it would print query strings (resume URLs may carry a token)
         timeout_graceful_shutdown=int(settings.STREAM_SHUTDOWN_GRACE_SECONDS) + 15,
     )
