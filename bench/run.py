@@ -283,13 +283,17 @@ class Bench:
         return get_json(f"http://127.0.0.1:{self.upstream.port}/_stats")
 
     async def load(
-        self, name: str, count: int, text: str, pid: int | None = None
+        self, name: str, count: int, text: str, pid: int | None = None, *, patient: bool = False
     ) -> dict[str, Any]:
-        """One burst of `count` streams against target `name`, with CPU per token."""
+        """One burst of `count` streams against target `name`, with CPU per token.
+
+        `patient`: wait up to the full timeout, so that CPU per token covers every stream
+        even on a server that falls far behind (latency scenarios give up sooner)."""
         target = self.targets[name]
         before_up = self.upstream_stats()
         before_cpu = cpu_seconds(pid) if pid else 0.0
-        results = await run_streams(target, text, count, timeout=self.timeout_for(text))
+        timeout = self.sizes.timeout if patient else self.timeout_for(text)
+        results = await run_streams(target, text, count, timeout=timeout)
         await self.settle(pid)
         after_up = self.upstream_stats()
         figures = summary(results)
@@ -341,7 +345,7 @@ class Bench:
         task = asyncio.create_task(
             run_streams(
                 self.targets["service"], text, count,
-                timeout=self.timeout_for(text), results=results,
+                timeout=self.sizes.timeout, results=results,
             )
         )  # fmt: skip
         # Sample while every stream is open (all have their first token, none ended).
@@ -373,12 +377,12 @@ class Bench:
         for name, pid in self.pids().items():
             if name != "service" and profiler:
                 continue
-            out[name] = self.public(await self.load(name, count, text, pid))
+            out[name] = self.public(await self.load(name, count, text, pid, patient=True))
         if profiler:
             self.stop_profiler(profiler)
             for name, pid in self.pids().items():
                 if name != "service":
-                    out[name] = self.public(await self.load(name, count, text, pid))
+                    out[name] = self.public(await self.load(name, count, text, pid, patient=True))
         relay, service = out["relay"], out["service"]
         if relay.get("cpu_per_token_us") and service.get("cpu_per_token_us"):
             service["cpu_ratio_to_relay"] = round(
