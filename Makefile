@@ -4,15 +4,26 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench install assets lint format clean
+.PHONY: run test test-js bench install assets lint format clean lock upgrade
 
-$(STAMP): requirements.txt requirements-dev.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+# Exactly the locked set (versions and sha256 hashes, wheels only). When the lock changes,
+# .venv is rebuilt from scratch, so a package dropped from the lock leaves it too.
+$(STAMP): requirements-dev.lock.txt requirements.lock.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes --only-binary :all: \
+		-r requirements-dev.lock.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerate the lock files after editing requirements*.txt (keeps current versions where
+# the ranges allow); `make upgrade` moves every package to the newest version in its range.
+lock:
+	bash scripts/lock_requirements.sh
+
+upgrade:
+	bash scripts/lock_requirements.sh --upgrade
 
 # The chat page's Markdown, sanitiser and highlighter come from npm (never a CDN).
 assets:
@@ -27,7 +38,12 @@ run: install assets
 test: install assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) test-js
 	$(BIN)/python -m pytest
+
+# The chat page's ES modules (stream client, state predicates) under Node's own runner.
+test-js:
+	node --test tests/js/*.test.mjs
 
 # The performance table (bench/README.md): about 5 minutes; needs PostgreSQL at 127.0.0.1.
 bench: install

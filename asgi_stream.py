@@ -27,5 +27,10 @@ if __name__ == "__main__":
         loop="uvloop",  # as start_stream.sh
         http="httptools",
         access_log=False,  # it would print query strings (resume URLs may carry a token)
-        timeout_graceful_shutdown=int(settings.STREAM_SHUTDOWN_GRACE_SECONDS) + 15,
+        # As start_stream.sh: STREAM_GRACEFUL_TIMEOUT, default grace + 15 (40 with grace 25).
+        timeout_graceful_shutdown=int(
+            os.environ.get(
+                "STREAM_GRACEFUL_TIMEOUT", int(settings.STREAM_SHUTDOWN_GRACE_SECONDS) + 15
+            )
+        ),
     )

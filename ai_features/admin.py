@@ -12,9 +12,11 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("title", "owner", "created_at", "updated_at")
+    list_display = ("title", "owner", "model", "created_at", "updated_at")
     list_filter = ("created_at",)
     search_fields = ("title", "owner__username")
+    # A select of every message would be enormous.
+    raw_id_fields = ("current_message",)
     inlines = [MessageInline]
 
 
@@ -23,4 +25,4 @@ class MessageAdmin(admin.ModelAdmin):
     list_display = ("conversation", "role", "status", "model", "finish_reason", "created_at")
     list_filter = ("role", "status", "model")
     search_fields = ("content",)
-    raw_id_fields = ("conversation",)
+    raw_id_fields = ("conversation", "parent")

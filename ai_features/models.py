@@ -15,6 +15,17 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(_("title"), max_length=200, blank=True, default="")
+    # A title the user typed is never replaced by an automatic one.
+    title_is_custom = models.BooleanField(default=False)
+    # The model chosen for this conversation ("" = the server's default, OPENAI_MODEL).
+    model = models.CharField(max_length=200, blank=True, default="")
+    # The user's own instructions, sent as a system message after CHAT_SYSTEM_PROMPT.
+    instructions = models.TextField(blank=True, default="")
+    # The leaf of the version tree on screen: its path to the root is the conversation
+    # the user sees, and the only context sent to the model.
+    current_message = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -42,6 +53,11 @@ class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # Messages form a tree: a regenerated answer or an edited question is a sibling (same
+    # parent) of the version it replaces, so every version stays stored.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True, default="")

@@ -6,6 +6,7 @@ app_name = "ai_features"
 
 urlpatterns = [
     path("ai/chat/", page_views.chat_page, name="chat"),
+    path("ai/chat/<uuid:conversation_id>/", page_views.chat_page, name="conversation_page"),
     path("api/ai/chat/stream/", stream_views.stream_chat, name="stream_chat"),
     path("api/ai/chat/stream/<str:message_id>/", stream_views.resume_chat, name="resume_chat"),
     path("api/ai/chat/stream/<str:message_id>/stop/", stream_views.stop_chat, name="stop_chat"),
@@ -17,4 +18,15 @@ urlpatterns = [
         api_views.conversation_detail,
         name="conversation_detail",
     ),
+    path(
+        "api/ai/conversations/<str:conversation_id>/current/",
+        api_views.conversation_current,
+        name="conversation_current",
+    ),
+    path(
+        "api/ai/conversations/<str:conversation_id>/export/",
+        api_views.conversation_export,
+        name="conversation_export",
+    ),
+    path("api/ai/models/", api_views.model_list, name="model_list"),
 ]

@@ -36,11 +36,11 @@ from typing import Any
 
 from bench.loadgen import StreamResult, Target, install_fast_loop, run_sequential, run_streams
 
+# The same PostgreSQL server (C3_TEST_POSTGRES) as the integration tests.
+from tests.support.servers import POSTGRES_ADMIN_DSN
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-POSTGRES_ADMIN_DSN = os.environ.get(
-    "C3_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 SCENARIOS = ("memory", "cpu", "ttft", "burst", "gaps", "wsgi")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STREAM_PATH = "/api/ai/chat/stream/"
@@ -186,7 +186,8 @@ def service_env(db_env: dict[str, str], upstream_port: int, tmp: Path) -> dict[s
     env.update(db_env)
     env.update(
         {
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",  # start_stream.sh runs uvicorn
+            # start_stream.sh runs `uvicorn` from PATH: this virtualenv's.
+            "PATH": os.pathsep.join([str(VENV_BIN), *os.get_exec_path()]),
             "C3_ENV_FILE": "/nonexistent/.env",  # a developer's .env must not change the figures
             "DJANGO_SETTINGS_MODULE": "c3_app.settings",
             "DEBUG": "false",

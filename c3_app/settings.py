@@ -29,6 +29,9 @@ if not SECRET_KEY:
             "c3-app-stream), or set DEBUG=true for local development."
         )
     SECRET_KEY = _DEV_SECRET_KEY
+# Key rotation: set the new SECRET_KEY and list the old one(s) here, comma-separated, on both
+# services; sessions, CSRF tokens and stream tokens signed with them stay valid until removed.
+SECRET_KEY_FALLBACKS: list[str] = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS: list[str] = env.list(
     "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
@@ -84,6 +87,17 @@ TEMPLATES = [
 
 
 # --- Database ---------------------------------------------------------------------------
+# Two processes (gunicorn and uvicorn) write the same SQLite file: wait for locks instead of
+# failing, take the write lock up front, and let readers run beside a writer. Applied however
+# SQLite is configured (SQLITE_PATH or DATABASE_URL=sqlite:///...); options given in the URL's
+# query string win.
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
+
 # SUPABASE_DB_* (the original document's variables) win over DATABASE_URL; SQLite otherwise.
 def _database_from_env() -> dict:
     supabase_host = env.str("SUPABASE_DB_HOST", default="")
@@ -99,18 +113,15 @@ def _database_from_env() -> dict:
             "OPTIONS": {"sslmode": env.str("DB_SSLMODE", default="require")},
         }
     if env.str("DATABASE_URL", default=""):
-        return env.db_url("DATABASE_URL")
-    return {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3")),
-        # Two processes (gunicorn and uvicorn) write the same file: wait for locks instead
-        # of failing, take the write lock up front, and let readers run beside a writer.
-        "OPTIONS": {
-            "timeout": 20,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-    }
+        database = env.db_url("DATABASE_URL")
+    else:
+        database = {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3")),
+        }
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["OPTIONS"] = {**SQLITE_OPTIONS, **database.get("OPTIONS", {})}
+    return database
 
 
 _default_db = _database_from_env()
@@ -184,6 +195,11 @@ STREAM_CORS_ORIGINS: list[str] = env.list("STREAM_CORS_ORIGINS", default=[])
 OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
 OPENAI_MODEL: str = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+# The models a user may pick per conversation; OPENAI_MODEL is the default and always one.
+OPENAI_MODELS: list[str] = list(
+    dict.fromkeys([OPENAI_MODEL, *(m.strip() for m in env.list("OPENAI_MODELS", default=[]))])
+)
+OPENAI_MODELS = [m for m in OPENAI_MODELS if m]
 OPENAI_TIMEOUT: float = env.float("OPENAI_TIMEOUT", default=60.0)
 OPENAI_CONNECT_TIMEOUT: float = env.float("OPENAI_CONNECT_TIMEOUT", default=10.0)
 OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=2)
@@ -191,8 +207,15 @@ CHAT_SYSTEM_PROMPT: str = env.str(
     "CHAT_SYSTEM_PROMPT",
     default="You are a helpful assistant. Answer in the language the user writes in.",
 )
+CHAT_MAX_INSTRUCTIONS_CHARS: int = env.int("CHAT_MAX_INSTRUCTIONS_CHARS", default=4000)
+# After a conversation's first answer, one small extra request asks the model for a title.
+CHAT_AUTO_TITLE: bool = env.bool("CHAT_AUTO_TITLE", default=True)
 MAX_CHAT_HISTORY: int = env.int("MAX_CHAT_HISTORY", default=14)
 CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=8000)
+# Characters of context sent to the model (system prompt + history + new message); the
+# oldest history goes first. 100,000 characters is roughly 25-50k tokens: well inside
+# gpt-4o-mini's 128k-token window, with room left for the answer. 0 turns the limit off.
+CHAT_MAX_CONTEXT_CHARS: int = env.int("CHAT_MAX_CONTEXT_CHARS", default=100_000)
 CHAT_MAX_BODY_BYTES: int = env.int("CHAT_MAX_BODY_BYTES", default=1024 * 1024)
 CHAT_MAX_CONCURRENT_STREAMS: int = env.int("CHAT_MAX_CONCURRENT_STREAMS", default=3)
 CHAT_RATE_LIMIT_PER_MINUTE: int = env.int("CHAT_RATE_LIMIT_PER_MINUTE", default=20)

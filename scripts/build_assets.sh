@@ -3,16 +3,28 @@
 # frontend/package-lock.json) and copy their prebuilt browser files into
 # ai_features/static/ai_features/vendor/ (gitignored). No bundler, no CDN.
 #
-# Without npm the page still works: answers are shown as plain text.
+# Locally (make run) the page still works without them: answers are shown as plain text, and
+# a failed install is one warning line. With C3_REQUIRE_ASSETS=1 (set by build.sh for the
+# deploy and by .ci/run) it is an error instead: a deploy must never ship a page without
+# Markdown because npm failed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FRONTEND="$ROOT/frontend"
 VENDOR="$ROOT/ai_features/static/ai_features/vendor"
 
-if ! command -v npm >/dev/null 2>&1; then
-    echo "npm not found: Markdown rendering assets are unavailable (answers will be shown as plain text)."
+unavailable() {  # unavailable <reason>: fail when the assets are required, else warn
+    if [[ "${C3_REQUIRE_ASSETS:-0}" == "1" ]]; then
+        echo "ERROR: $1: the chat page's Markdown assets (marked, DOMPurify, highlight.js)" \
+            "could not be built, and C3_REQUIRE_ASSETS=1 requires them. Fix npm and rerun." >&2
+        exit 1
+    fi
+    echo "WARNING: $1: Markdown rendering assets are unavailable (answers will be shown as plain text)." >&2
     exit 0
+}
+
+if ! command -v npm >/dev/null 2>&1; then
+    unavailable "npm not found"
 fi
 
 cd "$FRONTEND"
@@ -21,8 +33,7 @@ cd "$FRONTEND"
 if [[ -f node_modules/.package-lock.json && node_modules/.package-lock.json -nt package-lock.json ]]; then
     echo "frontend/node_modules is up to date."
 elif ! npm ci --no-audit --no-fund; then
-    echo "npm ci failed: Markdown rendering assets are unavailable (answers will be shown as plain text)." >&2
-    exit 0
+    unavailable "npm ci failed"
 fi
 
 copy() {  # copy <source under node_modules> <name in vendor/>, with its source map if any

@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_PORT = int(os.environ.get("APP_PORT", "8000"))
-STREAM_PORT = int(os.environ.get("STREAM_PORT", "8001"))
 
 
 def local_env() -> dict[str, str]:
@@ -24,12 +22,17 @@ def local_env() -> dict[str, str]:
     import environ
 
     environ.Env.read_env(os.environ.get("C3_ENV_FILE", ROOT / ".env"))
+    # Read after `.env`, so APP_PORT and STREAM_PORT may be set there too.
+    app_port = os.environ.get("APP_PORT", "8000")
+    stream_port = os.environ.get("STREAM_PORT", "8001")
     env = dict(os.environ)
     defaults = {
         "DEBUG": "true",
-        "STREAM_API_URL": f"http://127.0.0.1:{STREAM_PORT}",
-        "STREAM_CORS_ORIGINS": f"http://127.0.0.1:{APP_PORT},http://localhost:{APP_PORT}",
-        "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{APP_PORT},http://localhost:{APP_PORT}",
+        "APP_PORT": app_port,
+        "STREAM_PORT": stream_port,
+        "STREAM_API_URL": f"http://127.0.0.1:{stream_port}",
+        "STREAM_CORS_ORIGINS": f"http://127.0.0.1:{app_port},http://localhost:{app_port}",
+        "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{app_port},http://localhost:{app_port}",
         "DJANGO_SETTINGS_MODULE": "c3_app.settings",
         "PYTHONUNBUFFERED": "1",
     }
@@ -48,6 +51,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     env = local_env()
+    app_port, stream_port = int(env["APP_PORT"]), int(env["STREAM_PORT"])
     python = sys.executable
     subprocess.run(
         [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
@@ -55,7 +59,7 @@ def main() -> int:
     subprocess.run([python, "manage.py", "ensure_demo_user"], cwd=ROOT, env=env, check=True)
     processes = [
         subprocess.Popen(
-            [python, "manage.py", "runserver", f"127.0.0.1:{APP_PORT}", "--noreload"],
+            [python, "manage.py", "runserver", f"127.0.0.1:{app_port}", "--noreload"],
             cwd=ROOT,
             env=env,
         ),
@@ -68,7 +72,7 @@ def main() -> int:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(STREAM_PORT),
+                str(stream_port),
                 "--timeout-keep-alive",
                 "300",
                 "--no-access-log",  # it prints query strings (resume URLs carry tokens)
@@ -78,8 +82,8 @@ def main() -> int:
         ),
     ]
     print(
-        f"\n  c3-app:        http://127.0.0.1:{APP_PORT}/   (log in as demo / demo)\n"
-        f"  c3-app-stream: http://127.0.0.1:{STREAM_PORT}/health/\n"
+        f"\n  c3-app:        http://127.0.0.1:{app_port}/   (log in as demo / demo)\n"
+        f"  c3-app-stream: http://127.0.0.1:{stream_port}/health/\n"
         "  Ctrl-C stops both.\n",
         flush=True,
     )

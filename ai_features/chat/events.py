@@ -34,12 +34,24 @@ class Ping:
 PING = Ping()
 
 
-def start_data(conversation_id: str, message_id: str) -> dict[str, Any]:
+def start_data(
+    conversation_id: str,
+    message_id: str,
+    *,
+    user_message_id: str | None = None,
+    parent_id: str | None = None,
+    model: str = "",
+) -> dict[str, Any]:
+    """`message_id` is the answer; `user_message_id` its question, whose parent is
+    `parent_id` (None for a first question): where the page puts the turn in the tree."""
     return {
         "type": "start",
         "content": START_TEXT,
         "conversation_id": conversation_id,
         "message_id": message_id,
+        "user_message_id": user_message_id,
+        "parent_id": parent_id,
+        "model": model,
     }
 
 

@@ -7,6 +7,7 @@ the assistant message exists from the first event, and its final state always la
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,8 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Conversation, Message
+from . import versions
 from .db import db_task
-from .errors import NotFound
+from .errors import InvalidRequest, NotFound
+from .requests import ChatRequest
+from .text import neutralise_bidi
 
 # Statuses whose text is worth sending back to the model as context.
 _CONTEXT_STATUSES = [
@@ -33,6 +37,19 @@ class PreparedChat:
     user_message_id: str
     assistant_message_id: str
     context: list[dict[str, str]]
+    parent_id: str | None = None  # the user message's parent (None: the first question)
+    model: str | None = None  # the model asked for (None: the provider's default)
+    answer_model: str = ""  # the model that answers (stored, shown; the demo's own name)
+    language: str | None = None
+    # The conversation's first answer, with no title typed by the user: worth a title.
+    wants_title: bool = False
+
+    def start_fields(self) -> dict[str, str | None]:
+        return {
+            "user_message_id": self.user_message_id,
+            "parent_id": self.parent_id,
+            "model": self.answer_model,
+        }
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,16 @@ class MessageSnapshot:
     finish_reason: str
     error_code: str
     usage: dict[str, int] | None
+    user_message_id: str | None = None
+    parent_id: str | None = None
+    model: str = ""
+
+    def start_fields(self) -> dict[str, str | None]:
+        return {
+            "user_message_id": self.user_message_id,
+            "parent_id": self.parent_id,
+            "model": self.model,
+        }
 
 
 def parse_uuid(value: str | None) -> uuid.UUID | None:
@@ -54,7 +81,7 @@ def parse_uuid(value: str | None) -> uuid.UUID | None:
 
 
 def title_from(message: str) -> str:
-    line = " ".join(message.split())
+    line = " ".join(neutralise_bidi(message).split())
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
 
 
@@ -74,50 +101,154 @@ def _owned_conversation(user_id: int, conversation_id: str | None) -> Conversati
     return latest or Conversation.objects.create(owner_id=user_id)
 
 
+def _owned_message(user_id: int, message_id: str, conversation_id: str | None) -> Message:
+    """A message of the user's (in `conversation_id` when given), its conversation locked."""
+    parsed = parse_uuid(message_id)
+    message = (
+        Message.objects.filter(pk=parsed, conversation__owner_id=user_id).first()
+        if parsed
+        else None
+    )
+    if message is None or (
+        conversation_id is not None and str(message.conversation_id) != conversation_id
+    ):
+        raise NotFound()
+    Conversation.objects.select_for_update().filter(pk=message.conversation_id).first()
+    return message
+
+
+def chat_model(requested: str | None, conversation: Conversation) -> str | None:
+    """The model for this turn: the one asked for, else the conversation's while it is
+    still offered, else None (the provider's default, OPENAI_MODEL)."""
+    if requested:
+        return requested
+    if conversation.model and conversation.model in settings.OPENAI_MODELS:
+        return conversation.model
+    return None
+
+
 def build_context(
-    conversation: Conversation, new_message: str, include_history: bool
+    conversation: Conversation,
+    earlier: list[Message],
+    new_message: str,
+    include_history: bool,
 ) -> list[dict[str, str]]:
+    """The system prompt, the user's instructions, the last MAX_CHAT_HISTORY messages on
+    screen above the question (`earlier`, root first) that fit CHAT_MAX_CONTEXT_CHARS, and
+    the question."""
     context = [{"role": "system", "content": settings.CHAT_SYSTEM_PROMPT}]
+    if conversation.instructions:
+        context.append({"role": "system", "content": conversation.instructions})
+    history: list[dict[str, str]] = []
     if include_history and settings.MAX_CHAT_HISTORY > 0:
-        earlier = (
-            conversation.messages.exclude(content="")
-            .filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT])
-            .filter(status__in=_CONTEXT_STATUSES)
-            .order_by("-created_at")
-            .values("role", "content")[: settings.MAX_CHAT_HISTORY]
-        )
-        context.extend(
-            {"role": row["role"], "content": row["content"]} for row in reversed(earlier)
-        )
+        usable = [
+            m
+            for m in earlier
+            if m.content
+            and m.role in (Message.Role.USER, Message.Role.ASSISTANT)
+            and m.status in _CONTEXT_STATUSES
+        ]
+        # A model refuses a context over its window, and would then refuse every later
+        # turn of the conversation too: keep the newest messages that fit the budget.
+        # The system prompt, the instructions and the new message are always sent.
+        budget = settings.CHAT_MAX_CONTEXT_CHARS
+        used = sum(len(m["content"]) for m in context) + len(new_message)
+        for m in reversed(usable[-settings.MAX_CHAT_HISTORY :]):
+            used += len(m.content)
+            if budget > 0 and used > budget:
+                break
+            history.append({"role": m.role, "content": m.content})
+        history.reverse()
+    context.extend(history)
     context.append({"role": "user", "content": new_message})
     return context
 
 
 @db_task
 def prepare_chat(
-    user_id: int, conversation_id: str | None, message: str, include_history: bool, model: str
+    user_id: int, request: ChatRequest, model_for: Callable[[str | None], str]
 ) -> PreparedChat:
+    """Store the question (unless regenerating) and an empty answer below it, make the
+    answer the conversation's current leaf, and build the context from the path above.
+
+    `model_for` maps the chosen model to the one that really answers (the provider's)."""
     with transaction.atomic():
-        conversation = _owned_conversation(user_id, conversation_id)
-        context = build_context(conversation, message, include_history)
-        user_message = Message.objects.create(
-            conversation=conversation, role=Message.Role.USER, content=message
-        )
+        if request.regenerate_message_id or request.edit_message_id:
+            target = _owned_message(
+                user_id,
+                request.regenerate_message_id or request.edit_message_id or "",
+                request.conversation_id,
+            )
+            conversation = target.conversation
+        elif request.new_conversation:
+            target = None
+            conversation = Conversation.objects.create(owner_id=user_id)
+        else:
+            target = None
+            conversation = _owned_conversation(user_id, request.conversation_id)
+        tree = versions.Tree.load(conversation)
+        had_answer = any(m.role == Message.Role.ASSISTANT for m in tree.by_id.values())
+
+        if request.regenerate_message_id:
+            assert target is not None
+            question = tree.by_id.get(target.parent_id)
+            if target.role != Message.Role.ASSISTANT or question is None:
+                raise InvalidRequest("再生成できるのは回答だけです。")
+            earlier = tree.path_to(question)[:-1]
+            user_message = question
+            text = question.content
+        else:
+            if request.edit_message_id:
+                assert target is not None
+                if target.role != Message.Role.USER:
+                    raise InvalidRequest("編集できるのは自分のメッセージだけです。")
+                parent = tree.by_id.get(target.parent_id)
+            else:
+                parent = tree.leaf(conversation)
+            earlier = tree.path_to(parent)
+            text = request.message
+            user_message = Message.objects.create(
+                conversation=conversation, parent=parent, role=Message.Role.USER, content=text
+            )
+
+        chosen = chat_model(request.model, conversation)
+        context = build_context(conversation, earlier, text, request.include_history)
         assistant = Message.objects.create(
             conversation=conversation,
+            parent=user_message,
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,
-            model=model,
+            model=model_for(chosen),
         )
+        conversation.current_message = assistant
+        if request.model:
+            conversation.model = request.model
         if not conversation.title:
-            conversation.title = title_from(message)
-        conversation.save(update_fields=["title", "updated_at"])
+            conversation.title = title_from(text)
+        conversation.save(update_fields=["title", "model", "current_message", "updated_at"])
     return PreparedChat(
         conversation_id=str(conversation.pk),
         user_message_id=str(user_message.pk),
         assistant_message_id=str(assistant.pk),
         context=context,
+        parent_id=str(user_message.parent_id) if user_message.parent_id else None,
+        model=chosen,
+        answer_model=assistant.model,
+        language=request.language,
+        wants_title=settings.CHAT_AUTO_TITLE
+        and not had_answer
+        and not conversation.title_is_custom,
     )
+
+
+@db_task
+def set_auto_title(conversation_id: str, title: str) -> bool:
+    """Replace the cut-off first question with a generated title, unless the user has
+    renamed the conversation meanwhile (their title wins). Leaves updated_at alone."""
+    updated = Conversation.objects.filter(pk=conversation_id, title_is_custom=False).update(
+        title=title
+    )
+    return updated == 1
 
 
 @db_task
@@ -168,7 +299,29 @@ def finish_message(
         )
 
 
+@db_task
+def store_text(message_id: str, content: str, status: str, error_code: str = "") -> None:
+    """The last resort when finish_message failed: the text, status and this project's own
+    error code, with the model's metadata (finish reason, usage) left empty, so that the
+    answer is never lost."""
+    if status == Message.Status.COMPLETE:
+        # As in finish_message: a stop confirmed from another process stands.
+        stopped = Message.objects.filter(pk=message_id, status=Message.Status.STOPPED)
+        if stopped.update(content=content, updated_at=timezone.now()):
+            return
+    Message.objects.filter(pk=message_id).update(
+        content=content,
+        status=status,
+        finish_reason="",
+        error_code=error_code,
+        prompt_tokens=None,
+        completion_tokens=None,
+        updated_at=timezone.now(),
+    )
+
+
 def _snapshot(message: Message) -> MessageSnapshot:
+    """`message` with its parent (the question) loaded (select_related("parent"))."""
     usage = None
     if message.prompt_tokens is not None and message.completion_tokens is not None:
         usage = {
@@ -184,6 +337,11 @@ def _snapshot(message: Message) -> MessageSnapshot:
         finish_reason=message.finish_reason,
         error_code=message.error_code,
         usage=usage,
+        user_message_id=str(message.parent_id) if message.parent_id else None,
+        parent_id=(
+            str(message.parent.parent_id) if message.parent and message.parent.parent_id else None
+        ),
+        model=message.model,
     )
 
 
@@ -211,9 +369,9 @@ expire_stale_streaming = db_task(expire_stale_streaming_sync)
 def get_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapshot:
     parsed = parse_uuid(message_id)
     message = (
-        Message.objects.filter(
-            pk=parsed, role=Message.Role.ASSISTANT, conversation__owner_id=user_id
-        ).first()
+        Message.objects.select_related("parent")
+        .filter(pk=parsed, role=Message.Role.ASSISTANT, conversation__owner_id=user_id)
+        .first()
         if parsed
         else None
     )
@@ -225,7 +383,7 @@ def get_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapsho
 @db_task
 def find_message_snapshot(message_id: str) -> MessageSnapshot | None:
     """Re-read a message the caller has already checked the owner of (None once deleted)."""
-    message = Message.objects.filter(pk=message_id).first()
+    message = Message.objects.select_related("parent").filter(pk=message_id).first()
     if message is None:
         return None
     return _snapshot(_expire_if_stale(message))

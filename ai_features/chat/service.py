@@ -19,7 +19,7 @@ from django.conf import settings
 
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
-from . import persistence
+from . import persistence, titles
 from .errors import InternalError, NotFound, RateLimited, ServerRestarting
 from .eventlog import EventLog, MemoryEventLog
 from .events import (
@@ -34,6 +34,7 @@ from .events import (
 from .limits import RateLimit
 from .persistence import MessageSnapshot, PreparedChat
 from .requests import ChatRequest
+from .text import TextNormalizer, clean_finish_reason, clean_usage
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class ChatService:
     accepting: bool = True
     _reserved: Counter = field(default_factory=Counter)
     _drain_task: asyncio.Task | None = None
+    _background: set[asyncio.Task] = field(default_factory=set)  # auto titles
 
     # --- starting ------------------------------------------------------------------------
 
@@ -103,13 +105,7 @@ class ChatService:
         try:
             await self.rate_limit.hit(user_id)
             provider = self.provider_factory()
-            prepared = await persistence.prepare_chat(
-                user_id,
-                request.conversation_id,
-                request.message,
-                request.include_history,
-                provider.model,
-            )
+            prepared = await persistence.prepare_chat(user_id, request, provider.model_for)
             message_id = prepared.assistant_message_id
             if not self.accepting:
                 # A shutdown began while the rows were written: nobody would drain this
@@ -124,7 +120,10 @@ class ChatService:
                 )
                 raise ServerRestarting()
             await self.log.open(message_id)
-            await self.log.append(message_id, start_data(prepared.conversation_id, message_id))
+            await self.log.append(
+                message_id,
+                start_data(prepared.conversation_id, message_id, **prepared.start_fields()),
+            )
             generation = Generation(message_id=message_id, user_id=user_id)
             self.generations[message_id] = generation
             generation.task = asyncio.create_task(
@@ -183,7 +182,7 @@ class ChatService:
             next_id += 1
             return ChatEvent(id=next_id - 1, data=data)
 
-        yield event(start_data(snapshot.conversation_id, snapshot.id))
+        yield event(start_data(snapshot.conversation_id, snapshot.id, **snapshot.start_fields()))
         sent = 0
         quiet = 0.0
         while True:
@@ -241,22 +240,31 @@ class ChatService:
         # Keeps the row fresh (and notices a stop from another process) even while the
         # model sends nothing, e.g. a long wait for the first token.
         watcher = asyncio.create_task(self._watch(generation, parts))
+        # Where the model's text enters: from here on readers and the database get the same,
+        # storable text (see text.py).
+        normalizer = TextNormalizer()
         try:
-            async for delta in provider.astream(prepared.context):
-                if delta.text:
-                    parts.append(delta.text)
-                    text_len += len(delta.text)
-                    await self.log.append(message_id, content_data(delta.text))
+            async for delta in provider.astream(
+                prepared.context, model=prepared.model, language=prepared.language
+            ):
+                text = normalizer.feed(delta.text) if isinstance(delta.text, str) else ""
+                if text:
+                    parts.append(text)
+                    text_len += len(text)
+                    await self.log.append(message_id, content_data(text))
                 if delta.finish_reason:
-                    finish_reason = delta.finish_reason
+                    finish_reason = clean_finish_reason(delta.finish_reason)
                 if delta.usage is not None:
-                    usage = delta.usage.as_dict()
+                    usage = clean_usage(delta.usage.prompt_tokens, delta.usage.completion_tokens)
                 # Partial text is saved seconds apart, never per token.
                 now = loop.time()
                 if now - last_save >= self.save_interval and text_len != saved_chars:
                     if not await persistence.save_partial(message_id, "".join(parts)):
                         raise StoppedElsewhere()
                     saved_chars, last_save = text_len, now
+            if tail := normalizer.flush():  # a high surrogate that nothing completed
+                parts.append(tail)
+                await self.log.append(message_id, content_data(tail))
             outcome = (Message.Status.COMPLETE, finish_reason, "", usage)
             final = done_data(message_id, finish_reason, usage)
         except ProviderError as exc:
@@ -277,6 +285,13 @@ class ChatService:
             await asyncio.shield(finalize)
         except asyncio.CancelledError:
             await finalize
+        if prepared.wants_title and outcome[0] == Message.Status.COMPLETE:
+            # After the final event: a slow or failing title never touches the answer.
+            task = asyncio.create_task(
+                titles.agenerate_title(provider, prepared), name=f"title-{message_id}"
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _watch(self, generation: Generation, parts: list[str]) -> None:
         while True:
@@ -304,8 +319,13 @@ class ChatService:
                 usage=usage,
             )
         except Exception:
-            # The client still gets its final event; the stale sweep repairs the row.
+            # Metadata the database refused must not cost the answer: store the text on
+            # its own. The client still gets its final event either way.
             logger.exception("could not store the final state of message=%s", message_id)
+            try:
+                await persistence.store_text(message_id, text, status, error_code)
+            except Exception:
+                logger.exception("could not store the text of message=%s", message_id)
         finally:
             await self.log.append(message_id, final)
             self.generations.pop(message_id, None)
@@ -340,6 +360,9 @@ class ChatService:
         tasks = {g.task for g in remaining if g.task is not None}
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        # Titles still on their way are dropped: the cut-off question stays the title.
+        for task in list(self._background):
+            task.cancel()
 
     async def shutdown(self) -> None:
         self.begin_shutdown()

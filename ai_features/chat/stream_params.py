@@ -10,7 +10,12 @@ def last_event_id_from(header: str | None, query: str | None) -> int:
     raw = header if header not in (None, "") else query
     if raw in (None, ""):
         return 0
+    return non_negative_int(raw, 12, "Last-Event-ID は 0 以上の整数です。")
+
+
+def non_negative_int(raw: str, max_digits: int, error: str) -> int:
+    """ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses."""
     raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 12:
-        raise InvalidRequest("Last-Event-ID は 0 以上の整数です。")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > max_digits:
+        raise InvalidRequest(error)
     return int(raw)

@@ -49,8 +49,27 @@ class ProviderError(Exception):
 
 
 class ChatProvider(Protocol):
-    model: str
+    model: str  # the default model
 
-    def astream(self, messages: list[dict[str, str]]) -> AsyncIterator[Delta]:
-        """Yield deltas; raise ProviderError (never anything else) on failure."""
+    def model_for(self, requested: str | None) -> str:
+        """The model that will really answer a request for `requested` (None: default)."""
+        ...
+
+    def astream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str | None = None,
+        language: str | None = None,
+    ) -> AsyncIterator[Delta]:
+        """Yield deltas; raise ProviderError (never anything else) on failure.
+
+        `language` is the interface's ("ja"/"en"), for models that cannot tell it from
+        the question (the demo model)."""
+        ...
+
+    async def acomplete(
+        self, messages: list[dict[str, str]], *, model: str | None = None, max_tokens: int = 32
+    ) -> str:
+        """A short answer in one piece (used for titles); raises ProviderError."""
         ...

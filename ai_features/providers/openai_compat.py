@@ -86,28 +86,41 @@ class OpenAICompatibleProvider:
         )
         return cls(client, settings.OPENAI_MODEL)
 
-    def _create(self, messages: list[dict[str, str]], *, usage: bool) -> Any:
+    def model_for(self, requested: str | None) -> str:
+        return requested or self.model
+
+    def _create(self, messages: list[dict[str, str]], model: str, *, usage: bool) -> Any:
         """The SDK's raw streaming response (an async context manager): no chunk objects."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True}
+        kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
         if usage:
             kwargs["stream_options"] = {"include_usage": True}
         return self.client.chat.completions.with_streaming_response.create(**kwargs)
 
-    async def _open(self, stack: contextlib.AsyncExitStack, messages: list[dict[str, str]]) -> Any:
+    async def _open(
+        self, stack: contextlib.AsyncExitStack, messages: list[dict[str, str]], model: str
+    ) -> Any:
         """The request happens here, with the SDK's retries; `stack` closes the response."""
         if self._usage_supported:
             try:
-                return await stack.enter_async_context(self._create(messages, usage=True))
+                return await stack.enter_async_context(self._create(messages, model, usage=True))
             except openai.BadRequestError:
                 # Any 400 lands here (a refused prompt too): only a retry that succeeds
                 # without stream_options shows that they were the reason.
-                response = await stack.enter_async_context(self._create(messages, usage=False))
+                response = await stack.enter_async_context(
+                    self._create(messages, model, usage=False)
+                )
                 logger.info("upstream refused stream_options; streaming without usage")
                 self._usage_supported = False
                 return response
-        return await stack.enter_async_context(self._create(messages, usage=False))
+        return await stack.enter_async_context(self._create(messages, model, usage=False))
 
-    async def astream(self, messages: list[dict[str, str]]) -> AsyncIterator[Delta]:
+    async def astream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str | None = None,
+        language: str | None = None,  # a real model answers in the question's language
+    ) -> AsyncIterator[Delta]:
         started = False
         finish_reason: str | None = None
         usage: Usage | None = None
@@ -115,7 +128,7 @@ class OpenAICompatibleProvider:
             # Leaving the stack closes the upstream HTTP response on every way out,
             # including cancellation by the stop button or a shutdown.
             async with contextlib.AsyncExitStack() as stack:
-                response = await self._open(stack, messages)
+                response = await self._open(stack, messages, self.model_for(model))
                 async for line in response.iter_lines():
                     # Server-Sent Events: only `data:` lines carry chunks (the rest are
                     # blank separators, comments, event names).
@@ -152,3 +165,17 @@ class OpenAICompatibleProvider:
             logger.warning("upstream stream ended without a finish reason")
             raise ProviderError("upstream_disconnected")
         yield Delta(finish_reason=finish_reason, usage=usage)
+
+    async def acomplete(
+        self, messages: list[dict[str, str]], *, model: str | None = None, max_tokens: int = 32
+    ) -> str:
+        try:
+            completion = await self.client.chat.completions.create(
+                model=self.model_for(model), messages=messages, max_tokens=max_tokens
+            )
+        except Exception as exc:
+            code = _error_code(exc, started=False)
+            logger.warning("upstream failed: %s (%s)", code, type(exc).__name__)
+            raise ProviderError(code) from None
+        choice = completion.choices[0] if completion.choices else None
+        return (choice.message.content or "") if choice and choice.message else ""

@@ -137,6 +137,31 @@ def test_sqlite_when_no_database_is_configured(tmp_path):
     assert db["NAME"].endswith("db.sqlite3")
 
 
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"SQLITE_PATH": "/tmp/c3.sqlite3"}, {"DATABASE_URL": "sqlite:////tmp/c3.sqlite3"}],
+    ids=["default", "sqlite-path", "database-url"],
+)
+def test_sqlite_gets_the_same_options_however_it_is_configured(env, tmp_path):
+    db = database_settings(DOCUMENT_ENV | env, tmp_path)
+    assert db["ENGINE"] == "django.db.backends.sqlite3"
+    assert db["OPTIONS"] == SQLITE_OPTIONS
+
+
+def test_options_in_a_sqlite_url_win(tmp_path):
+    env = DOCUMENT_ENV | {"DATABASE_URL": "sqlite:////tmp/c3.sqlite3?timeout=60"}
+    db = database_settings(env, tmp_path)
+    assert db["NAME"] == "/tmp/c3.sqlite3"
+    assert db["OPTIONS"] == SQLITE_OPTIONS | {"timeout": 60}
+
+
 def test_database_url(tmp_path):
     env = DOCUMENT_ENV | {"DATABASE_URL": "postgres://u:p@h:5433/db"}
     db = database_settings(env, tmp_path)

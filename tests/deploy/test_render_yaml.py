@@ -236,8 +236,11 @@ def test_stream_service_gets_time_to_drain_streams():
     assert delay > uvicorn_grace, "Render would SIGKILL uvicorn before its graceful timeout"
 
 
-def test_stream_service_builds_without_collectstatic():
-    assert service(load_blueprint(), STREAM)["buildCommand"] == "pip install -r requirements.txt"
+LOCKED_INSTALL = "pip install --require-hashes --only-binary :all: -r requirements.lock.txt"
+
+
+def test_stream_service_builds_the_locked_set_without_collectstatic():
+    assert service(load_blueprint(), STREAM)["buildCommand"] == LOCKED_INSTALL
 
 
 # --- environment variables ------------------------------------------------------------------
@@ -376,7 +379,8 @@ def test_build_script_installs_builds_assets_and_collects_static():
         if line.strip() and not line.strip().startswith("#")
     )
     assert re.search(r"^set -o errexit$|^set -e", commands, re.M)
-    assert "pip install -r requirements.txt" in commands
+    assert f"python -m {LOCKED_INSTALL}" in commands
+    assert "C3_REQUIRE_ASSETS=1 bash scripts/build_assets.sh" in commands
     assert "manage.py collectstatic --noinput" in commands
     assert "migrate" not in commands, "migrations belong to preDeployCommand"
     # The vendor files must exist before collectstatic's manifest is written.

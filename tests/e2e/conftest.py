@@ -47,7 +47,13 @@ def browser() -> Iterator:
 
 @pytest.fixture(scope="module")
 def e2e_stack(module_tmp: Path) -> Iterator[Stack]:
-    with running_stack("sqlite", module_tmp, extra_env={"STREAM_HEARTBEAT_SECONDS": "2"}) as stack:
+    env = {
+        "STREAM_HEARTBEAT_SECONDS": "2",
+        # Two models, so the page shows its model picker; titles stay the first message.
+        "OPENAI_MODELS": "fake,fake-large",
+        "CHAT_AUTO_TITLE": "false",
+    }
+    with running_stack("sqlite", module_tmp, extra_env=env) as stack:
         yield stack
 
 

@@ -33,19 +33,23 @@ def test_new_switch_rename_delete(make_user, e2e_stack):
     alpha_id = chat.current_conversation_id()
     expect(chat.conversations).to_have_count(1)
 
-    # New: an empty conversation becomes current; the old one stays in the list.
+    # New: an empty chat, nothing current; the old one stays in the list. The server
+    # creates the conversation with its first message, not before.
     page.click("#new-conversation")
     expect(chat.container.locator("article.message")).to_have_count(0)
     expect(page.locator("#empty-state")).to_be_visible()
-    expect(chat.conversations).to_have_count(2)
+    expect(chat.current_conversation).to_have_count(0)
     expect(chat.conversation(alpha_id)).not_to_have_class(CURRENT)
-    beta_id = chat.current_conversation_id()
-    assert beta_id != alpha_id
     expect(chat.title).to_have_text(untitled)
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/")
+    assert conversation_ids(page, e2e_stack.app_url) == [alpha_id]
 
     beta = "Beta question [[fake tokens=5]]"
     chat.send_and_complete(beta)
-    assert chat.current_conversation_id() == beta_id
+    expect(chat.conversations).to_have_count(2)
+    beta_id = chat.current_conversation_id()
+    assert beta_id != alpha_id
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/{beta_id}/")
     # The first message names the conversation (the list refreshes after the answer).
     beta_title = chat.conversation(beta_id).locator(".conversation-title-text")
     expect(beta_title).to_contain_text("Beta question", timeout=UI_TIMEOUT_MS)
@@ -148,4 +152,63 @@ def test_rename_survives_a_list_refresh_while_typing(make_user, e2e_stack):
     expect(chat.conversation(conversation_id).locator(".conversation-title-text")).to_have_text(
         "Renamed while answering", timeout=UI_TIMEOUT_MS
     )
+    assert user.console_errors == []
+
+
+def test_the_answering_marker_stays_while_switching_away(make_user):
+    user = make_user()
+    user.login()
+    page = user.page
+    chat = ChatPage(page)
+    chat.send_and_complete("Other [[fake tokens=2]]")
+    other_id = chat.current_conversation_id()
+    page.click("#new-conversation")
+    answer = chat.send("Long one [[fake tokens=60 pace=0.1]]")
+    chat.wait_text_while_streaming(answer, 5)
+    live_id = chat.current_conversation_id()
+
+    chat.conversation(other_id).locator(".conversation-link").click()
+    expect(chat.conversation(other_id)).to_have_class(CURRENT)
+    marker = chat.conversation(live_id).locator(".conversation-live")
+    expect(marker).to_be_visible()
+    # Still there after the list reloads itself (an answer elsewhere ended)...
+    with page.expect_response(
+        lambda r: r.url.endswith("/api/ai/conversations/") and r.request.method == "GET",
+        timeout=UI_TIMEOUT_MS,
+    ):
+        chat.send_and_complete("Meanwhile [[fake tokens=2]]")
+    expect(marker).to_be_visible()
+    # ...and gone once that answer has ended.
+    expect(marker).to_have_count(0, timeout=15_000)
+    chat.conversation(live_id).locator(".conversation-link").click()
+    chat.wait_status(chat.last_answer, "complete")
+    assert user.console_errors == []
+
+
+def test_delete_all_asks_first_then_deletes_everything(make_user, e2e_stack):
+    user = make_user(locale="en-US")
+    user.login()
+    page = user.page
+    chat = ChatPage(page)
+    chat.send_and_complete("One [[fake tokens=2]]")
+    page.click("#new-conversation")
+    chat.send_and_complete("Two [[fake tokens=2]]")
+    expect(chat.conversations).to_have_count(2)
+
+    # Cancel keeps everything, and the keyboard goes back to the button.
+    page.click("#delete-all-button")
+    dialog = page.locator("#delete-all-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#delete-all-button")).to_be_focused()
+    assert len(conversation_ids(page, e2e_stack.app_url)) == 2
+
+    page.click("#delete-all-button")
+    page.click("#delete-all-confirm")
+    expect(chat.conversations).to_have_count(0)
+    expect(page.locator("#empty-state")).to_be_visible()
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/")
+    expect(chat.input).to_be_focused()
+    assert conversation_ids(page, e2e_stack.app_url) == []
     assert user.console_errors == []

@@ -22,6 +22,11 @@ the reply (echo=1 dumps the messages verbatim, directive included). Keys:
     reply=NAME          canned text instead of tok0..: markdown | xss | japanese
     echo=1              reply with the JSON of the received messages (role+content)
     reject_stream_options=1  400 if the request has stream_options (old servers)
+    chunks=NAME         send the RAW_CHUNKS list NAME as the content deltas, exactly
+                        (JSON-escaped, so lone surrogates and NUL arrive as the SDK parses them)
+    finish_reason=TEXT  the finish chunk's finish_reason instead of "stop"
+    prompt_tokens=N     usage.prompt_tokens instead of the word count (may be negative)
+    completion_tokens=N usage.completion_tokens instead of the chunk count (may be negative)
 
 Unknown keys or bad values get a 400, so typos fail loudly. The role chunk is sent
 with the first content chunk, so "after N chunks" means nothing else at all; N larger
@@ -108,6 +113,13 @@ CANNED_REPLIES: dict[str, str] = {
     ),
 }
 
+# Deltas that no well-behaved model sends but JSON can carry: a surrogate pair split across
+# two chunks, a lone surrogate, NUL. Sent verbatim, one list item per chunk.
+RAW_CHUNKS: dict[str, list[str]] = {
+    "split_surrogate": ["smile \ud83d", "\ude00 joined"],
+    "odd_text": ["a\ud83d", "\ude00 nul\x00 lone\udc00 ", "end \ud83d"],
+}
+
 _DIRECTIVE_RE = re.compile(r"\[\[fake\b([^\]]*)\]\]")
 _INT_KEYS = {
     "tokens",
@@ -119,8 +131,9 @@ _INT_KEYS = {
 }
 _FLOAT_KEYS = {"pace", "first_delay", "headers_delay", "retry_after"}
 _BOOL_KEYS = {"hang", "echo", "reject_stream_options"}
-_STR_KEYS = {"reply", "id"}
-KNOWN_KEYS = frozenset(_INT_KEYS | _FLOAT_KEYS | _BOOL_KEYS | _STR_KEYS)
+_SIGNED_INT_KEYS = {"prompt_tokens", "completion_tokens"}
+_STR_KEYS = {"reply", "id", "chunks", "finish_reason"}
+KNOWN_KEYS = frozenset(_INT_KEYS | _SIGNED_INT_KEYS | _FLOAT_KEYS | _BOOL_KEYS | _STR_KEYS)
 
 
 class DirectiveError(ValueError):
@@ -163,6 +176,10 @@ class Directive:
     reply: str | None = None
     echo: bool = False
     reject_stream_options: bool = False
+    chunks: str | None = None
+    finish_reason: str = "stop"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 def directive(**values: object) -> str:
@@ -204,6 +221,8 @@ def build_directive(
                 value: Any = int(raw)
                 if value < 0:
                     raise ValueError
+            elif key in _SIGNED_INT_KEYS:
+                value = int(raw)
             elif key in _FLOAT_KEYS:
                 value = float(raw)
                 if not math.isfinite(value) or value < 0:
@@ -223,6 +242,9 @@ def build_directive(
     reply = kwargs.get("reply")
     if reply is not None and reply not in CANNED_REPLIES:
         raise DirectiveError(f"unknown reply={reply!r}; known: {sorted(CANNED_REPLIES)}")
+    chunks = kwargs.get("chunks")
+    if chunks is not None and chunks not in RAW_CHUNKS:
+        raise DirectiveError(f"unknown chunks={chunks!r}; known: {sorted(RAW_CHUNKS)}")
     status = kwargs.get("status")
     if status is not None and not 400 <= status <= 599:
         raise DirectiveError(f"status={status} must be an HTTP error code (400-599)")
@@ -261,6 +283,8 @@ def reply_chunks(d: Directive, messages: Sequence[Mapping[str, Any]]) -> list[st
         return _split(json.dumps(dump, ensure_ascii=False))
     if d.reply is not None:
         return _split(CANNED_REPLIES[d.reply])
+    if d.chunks is not None:
+        return list(RAW_CHUNKS[d.chunks])
     return [f"tok{i} " for i in range(d.tokens)]
 
 
@@ -399,9 +423,17 @@ def _dumps(payload: object) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
+def _json_bytes(payload: object) -> bytes:
+    try:
+        return _dumps(payload).encode()
+    except UnicodeEncodeError:
+        # Surrogates have no UTF-8 form: escape them as JSON does (chunks=...).
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def _sse(payload: Mapping[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else _dumps(payload)
-    return f"data: {data}\n\n".encode()
+    data = payload.encode() if isinstance(payload, str) else _json_bytes(payload)
+    return b"data: " + data + b"\n\n"
 
 
 @dataclass
@@ -485,10 +517,14 @@ class _ChatResponse(Response):
         return body
 
     def _usage(self, completion_tokens: int) -> dict[str, Any]:
+        d = self.plan.d
+        prompt = d.prompt_tokens if d.prompt_tokens is not None else self.plan.prompt_tokens
+        if d.completion_tokens is not None:
+            completion_tokens = d.completion_tokens
         return {
-            "prompt_tokens": self.plan.prompt_tokens,
+            "prompt_tokens": prompt,
             "completion_tokens": completion_tokens,
-            "total_tokens": self.plan.prompt_tokens + completion_tokens,
+            "total_tokens": prompt + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
         }
@@ -534,7 +570,8 @@ class _ChatResponse(Response):
             await body(_sse(self._chunk([_choice(delta={"content": text})])))
             if await checkpoint(i + 1):
                 return True
-        await body(_sse(self._chunk([_choice(delta={}, finish_reason="stop")])))
+        finish = _choice(delta={}, finish_reason=d.finish_reason)
+        await body(_sse(self._chunk([finish])))
         if self.plan.include_usage:
             await body(_sse(self._chunk([], usage=self._usage(total))))
         self.done = True
@@ -564,12 +601,12 @@ class _ChatResponse(Response):
                         "annotations": [],
                     },
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": d.finish_reason,
                 }
             ],
             "usage": self._usage(len(chunks)),
         }
-        data = _dumps(payload).encode()
+        data = _json_bytes(payload)
         if d.malformed_after is not None:
             data = b"{not json"
         headers = self._headers("application/json")

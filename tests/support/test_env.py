@@ -28,6 +28,9 @@ TEST_ENV = {
     "STATIC_MANIFEST": "false",
     "STATIC_ROOT": str(_STATIC_ROOT),
     "LOG_LEVEL": "WARNING",
+    # One extra upstream request per new conversation would upset every test that counts
+    # them; the auto-title tests turn it on for themselves.
+    "CHAT_AUTO_TITLE": "false",
 }
 for _key, _value in TEST_ENV.items():
     os.environ[_key] = _value

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.fake_upstream import (
     CANNED_REPLIES,
+    RAW_CHUNKS,
     DirectiveError,
     FakeUpstream,
     directive,
@@ -110,6 +111,37 @@ def test_default_stream_text_and_usage(upstream: FakeUpstream) -> None:
     stats = upstream.wait_for(lambda s: s["active_streams"] == 0)
     assert stats["completed"] == 1 and stats["client_disconnects"] == 0
     assert stats["last_request"]["stream_options"] == USAGE
+
+
+@integration
+def test_raw_chunks_odd_finish_reason_and_usage(upstream: FakeUpstream) -> None:
+    msg = "odd " + directive(
+        chunks="odd_text", finish_reason="x" * 40, prompt_tokens=2**40, completion_tokens=-3
+    )
+
+    async def run() -> None:
+        async with client(upstream) as c:
+            stream = await c.chat.completions.create(
+                model="fake", messages=user(msg), stream=True, stream_options=USAGE
+            )
+            reasons: list[str] = []
+            parts: list[str] = []
+            usage = None
+            async for chunk in stream:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        parts.append(choice.delta.content)
+                    if choice.finish_reason:
+                        reasons.append(choice.finish_reason)
+        # The SDK hands over exactly what a misbehaving model would send.
+        assert parts == RAW_CHUNKS["odd_text"]
+        assert reasons == ["x" * 40]
+        assert (usage.prompt_tokens, usage.completion_tokens) == (2**40, -3)
+
+    asyncio.run(run())
+    with pytest.raises(DirectiveError):
+        expected_text("[[fake chunks=nope]]")
 
 
 @integration

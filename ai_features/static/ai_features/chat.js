@@ -2,7 +2,16 @@
 // (#chat-strings, translated by Django); configuration from #chat-config.
 
 import { Api, ApiError } from "./js/api.js";
-import { firstEventData, readEventStream } from "./js/sse.js";
+import {
+  conversationIdFromPath,
+  followsAfterScroll,
+  isAtBottom as atBottom,
+  isScrollKey,
+  pathForConversation,
+  shortcutFor,
+  versionLabel,
+} from "./js/chat_state.js";
+import { StreamClient } from "./js/stream_client.js";
 import { CHECK_ICON, COPY_ICON, icon, markdownReady, renderInto, setLabels } from "./js/markdown.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
@@ -13,10 +22,10 @@ const INFLIGHT_KEY = "c3.inflight";
 const HISTORY_LIMIT = 200;
 const MAX_RECONNECTS = 8;
 const RESTART_RESUME_DELAY_MS = 3000;
-// Within this distance of the bottom the view follows new text; any further up, it stays put.
-const STICK_THRESHOLD_PX = 6;
 
 const ICONS = {
+  left: ["M15 6l-6 6 6 6"],
+  right: ["M9 6l6 6-6 6"],
   pencil: ["M12 20h9", "M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4z"],
   trash: ["M3 6h18", "M8 6V4h8v2", "M19 6l-1 14H6L5 6", "M10 11v6M14 11v6"],
   refresh: ["M21 12a9 9 0 1 1-2.64-6.36", "M21 3v6h-6"],
@@ -108,9 +117,24 @@ const dom = {
   composerError: $("composer-error"),
   status: $("chat-status"),
   sessionBanner: $("session-expired"),
+  search: $("conversation-search"),
+  shortcutsButton: $("shortcuts-button"),
+  shortcutsDialog: $("shortcuts-dialog"),
+  modelSelect: $("model-select"),
+  settingsButton: $("settings-button"),
+  settingsDialog: $("settings-dialog"),
+  settingsForm: $("settings-form"),
+  settingsError: $("settings-error"),
+  instructions: $("conversation-instructions"),
+  exportButton: $("export-button"),
+  exportMenu: $("export-menu"),
+  exportMarkdown: $("export-markdown"),
+  exportJson: $("export-json"),
+  deleteAllButton: $("delete-all-button"),
+  deleteAllDialog: $("delete-all-dialog"),
 };
 
-setLabels({ copyCode: t("copyCode"), copy: t("copy"), copied: t("copied"), code: t("code") });
+setLabels({ copyCode: t("copyCode"), copy: t("copy"), copied: t("copied"), code: t("code"), table: t("table") });
 
 const api = new Api(config, {
   onSessionExpired() {
@@ -120,9 +144,13 @@ const api = new Api(config, {
 
 const state = {
   conversations: [],
+  matches: null, // search results while the search field holds a query
+  query: "",
   currentId: null,
+  newChatModel: null, // the model picked for a chat that has no conversation yet
   loadSeq: 0,
-  stream: null, // the AnswerStream the composer is waiting on
+  stream: null, // the answer the composer is waiting on (see newAnswer)
+  background: new Set(), // answers switched away from, still read for the sidebar marker
   live: new Set(), // conversation ids with an answer streaming in this tab
   stick: true,
   unloading: false,
@@ -193,7 +221,8 @@ function renderConversationList({ force = false } = {}) {
   const focusClass = focused && ["conversation-link", "rename-conversation", "delete-conversation"].find((c) => focused.classList.contains(c));
   const now = new Date();
   let lastGroup = null;
-  const items = state.conversations.map((conversation) => {
+  const shown = state.matches ?? state.conversations;
+  const items = shown.map((conversation) => {
     const group = groupLabel(new Date(conversation.updated_at), now);
     const title = conversationTitle(conversation);
     const current = conversation.id === state.currentId;
@@ -208,7 +237,7 @@ function renderConversationList({ force = false } = {}) {
       "button",
       { type: "button", className: "conversation-link", title, "aria-current": current ? "page" : null },
       el("span", { className: "conversation-title-text", text: title }),
-      state.live.has(conversation.id) ? el("span", { className: "conversation-live", title: t("streamingBadge") }) : null,
+      state.live.has(conversation.id) || conversation.streaming ? el("span", { className: "conversation-live", title: t("streamingBadge") }) : null,
     );
     const actions = el(
       "div",
@@ -223,8 +252,8 @@ function renderConversationList({ force = false } = {}) {
   if (focusId && focusClass) {
     dom.list.querySelector(`[data-conversation-id="${CSS.escape(focusId)}"] .${focusClass}`)?.focus({ preventScroll: true });
   }
-  dom.listEmpty.textContent = t("noConversations");
-  dom.listEmpty.hidden = state.conversations.length > 0;
+  dom.listEmpty.textContent = state.matches ? t("noMatches") : t("noConversations");
+  dom.listEmpty.hidden = shown.length > 0;
   updateTitle();
 }
 
@@ -253,8 +282,56 @@ async function loadConversations() {
 let listRefreshTimer = null;
 function refreshConversationsSoon(delay = 250) {
   clearTimeout(listRefreshTimer);
-  listRefreshTimer = setTimeout(() => loadConversations().catch(() => {}), delay);
+  listRefreshTimer = setTimeout(() => {
+    loadConversations().catch(() => {});
+    if (state.query) searchConversations();
+  }, delay);
 }
+
+// Search: the server matches titles and message text (?q=); the list shows the matches
+// until the field is cleared.
+let searchSeq = 0;
+let searchTimer = null;
+async function searchConversations() {
+  const query = dom.search.value.trim();
+  state.query = query;
+  const seq = ++searchSeq;
+  if (!query) {
+    state.matches = null;
+    renderConversationList();
+    return;
+  }
+  try {
+    const data = await api.json("GET", `${config.conversationsUrl}?${new URLSearchParams({ q: query })}`);
+    if (seq !== searchSeq) return;
+    state.matches = data.conversations || [];
+  } catch {
+    if (seq !== searchSeq) return;
+    state.matches = [];
+  }
+  renderConversationList();
+  announce(state.matches.length ? t("matches", { count: state.matches.length }) : t("noMatches"));
+}
+
+dom.search.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(searchConversations, 200);
+});
+dom.search.addEventListener("keydown", (event) => {
+  if (event.isComposing || event.keyCode === 229) return;
+  if (event.key === "Escape" && dom.search.value) {
+    event.preventDefault();
+    event.stopPropagation();
+    dom.search.value = "";
+    searchConversations();
+  } else if (event.key === "ArrowDown" || event.key === "Enter") {
+    const first = dom.list.querySelector(".conversation-link");
+    if (first) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+});
 
 dom.list.addEventListener("click", (event) => {
   const item = event.target.closest(".conversation-item");
@@ -339,29 +416,25 @@ async function deleteConversation(id) {
     }
   }
   state.conversations = state.conversations.filter((c) => c.id !== id);
+  dropBackgroundReaders(id);
   state.live.delete(id);
   const inflight = readInflight();
   if (inflight && inflight.conversation_id === id) clearInflight();
   if (id === state.currentId) {
     await openConversation(state.conversations.length ? state.conversations[0].id : null);
   }
+  if (state.matches) state.matches = state.matches.filter((c) => c.id !== id);
   renderConversationList();
+  // The deleted row held the focus: give it to the input rather than to <body>.
+  if (!dom.list.contains(document.activeElement) || document.activeElement === document.body) dom.input.focus();
 }
 
+/** A new chat: nothing is created on the server until its first message is sent. */
 async function newConversation() {
   setSidebar(false, { focus: false });
-  const hasMessages = dom.container.querySelector(".message");
-  if (state.currentId && !hasMessages && !state.stream) {
-    dom.input.focus();
-    return;
-  }
-  try {
-    const conversation = await api.json("POST", config.conversationsUrl, {});
-    state.conversations = [conversation, ...state.conversations.filter((c) => c.id !== conversation.id)];
-    await openConversation(conversation.id);
-  } catch {
-    showComposerError(t("createFailed"));
-  }
+  state.newChatModel = null; // a new chat starts on the default model
+  if (state.currentId || state.stream) await openConversation(null);
+  else updateConversationTools();
   dom.input.focus();
 }
 
@@ -371,8 +444,7 @@ dom.topNewButton.addEventListener("click", newConversation);
 // ------------------------------------------------------------------------------ messages
 
 function isAtBottom() {
-  const c = dom.container;
-  return c.scrollHeight - c.scrollTop - c.clientHeight < STICK_THRESHOLD_PX;
+  return atBottom(dom.container);
 }
 
 function scrollToBottom(force = false) {
@@ -387,18 +459,46 @@ function updateScrollButton() {
   dom.topbar.classList.toggle("is-scrolled", c.scrollTop > 4);
 }
 
+// Following new text stops only when the user scrolls (wheel, touch, keys, scrollbar):
+// scroll events the page causes itself (text growing, an indicator appearing) never do.
+const USER_SCROLL_WINDOW_MS = 300;
+let userScrollUntil = 0;
+let draggingScrollbar = false;
+function userScrolling() {
+  userScrollUntil = performance.now() + USER_SCROLL_WINDOW_MS;
+}
+
 dom.container.addEventListener("scroll", () => {
-  state.stick = isAtBottom();
+  const userInitiated = draggingScrollbar || performance.now() < userScrollUntil;
+  state.stick = followsAfterScroll({ following: state.stick, userInitiated, atBottom: isAtBottom() });
   updateScrollButton();
 }, { passive: true });
 dom.container.addEventListener("wheel", (event) => {
+  userScrolling();
   if (event.deltaY < 0 && dom.container.scrollHeight > dom.container.clientHeight) state.stick = false;
 }, { passive: true });
+dom.container.addEventListener("touchmove", userScrolling, { passive: true });
+dom.container.addEventListener("pointerdown", (event) => {
+  // A press right of the content box is on the scrollbar.
+  if (event.target === dom.container && event.offsetX >= dom.container.clientWidth) draggingScrollbar = true;
+});
+window.addEventListener("pointerup", () => {
+  if (draggingScrollbar) userScrolling();
+  draggingScrollbar = false;
+});
+document.addEventListener("keydown", (event) => {
+  const target = event.target;
+  const editable = target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  if (isScrollKey(event.key, editable)) userScrolling();
+});
 dom.scrollButton.addEventListener("click", () => {
   state.stick = true;
   dom.container.scrollTo({ top: dom.container.scrollHeight, behavior: "smooth" });
 });
-new ResizeObserver(() => scrollToBottom()).observe(dom.container);
+// Anything that changes the height of the list (text, an indicator, a notice, a code block
+// finishing) keeps the view at the bottom while it follows.
+const resizes = new ResizeObserver(() => scrollToBottom());
+resizes.observe(dom.container);
 
 function showEmptyState() {
   dom.emptyState.hidden = Boolean(dom.container.querySelector(".message"));
@@ -410,23 +510,24 @@ function clearMessages() {
   }
 }
 
-function createMessage({ role, content = "", status = "complete", id = null, createdAt = null }) {
+function createMessage({ role, content = "", status = "complete", id = null, createdAt = null, versions = null, model = null, usage = null }) {
   const article = el("article", {
     className: "message",
     "data-role": role,
     "aria-label": role === "user" ? t("you") : t("assistant"),
   });
+  if (id) article.dataset.messageId = id;
   const body = el("div", { className: "message-body" });
   const contentEl = el("div", { className: "message-content" });
   const actions = el("div", { className: "message-actions" });
   body.append(contentEl, actions);
   if (role === "assistant") {
     article.dataset.status = status;
-    if (id) article.dataset.messageId = id;
     article.append(el("div", { className: "message-avatar", "aria-hidden": "true", text: "c3" }));
   }
   article.append(body);
-  const info = { role, text: content, status, createdAt };
+  resizes.observe(article);
+  const info = { role, text: content, status, createdAt, versions, model, usage };
   messages.set(article, info);
   if (role === "user") {
     contentEl.textContent = content;
@@ -437,6 +538,33 @@ function createMessage({ role, content = "", status = "complete", id = null, cre
   return article;
 }
 
+/** Previous/next buttons and "2/3" for a turn with several versions, else null. */
+function versionSwitcher(info) {
+  const v = info.versions;
+  const label = v ? versionLabel(v.index - 1, v.count) : null;
+  if (!label) return null;
+  return el(
+    "div",
+    { className: "version-switcher", role: "group", "aria-label": t("versions") },
+    iconButton("version-button", t("previousVersion"), ICONS.left, { "data-action": "previous-version", disabled: v.index <= 1 }),
+    el("span", { className: "version-label", "data-role": "version-label", text: label }),
+    iconButton("version-button", t("nextVersion"), ICONS.right, { "data-action": "next-version", disabled: v.index >= v.count }),
+  );
+}
+
+/** "model · 123 tokens": what is stored about an answer, shown with its footer. */
+function answerMeta(info) {
+  const parts = [];
+  if (info.model) parts.push(info.model);
+  const usage = info.usage;
+  if (usage) {
+    const total = usage.total_tokens ?? (usage.prompt_tokens || 0) + (usage.completion_tokens || 0);
+    if (total) parts.push(t("tokens", { count: total }));
+  }
+  if (!parts.length) return null;
+  return el("span", { className: "message-meta", "data-role": "answer-meta", text: parts.join(" · ") });
+}
+
 function buildActions(article) {
   const info = messages.get(article);
   const actions = article.querySelector(".message-actions");
@@ -444,15 +572,19 @@ function buildActions(article) {
   actions.replaceChildren();
   if (info.role === "assistant" && info.status === "streaming") return;
   const items = info.text ? [iconButton("copy-message", t("copyMessage"), COPY_ICON)] : [];
-  if (info.role === "user") items.push(iconButton("edit-message", t("edit"), ICONS.edit));
+  if (info.role === "user" && article.dataset.messageId) {
+    items.push(iconButton("edit-message", t("edit"), ICONS.edit, { "data-action": "edit" }));
+  }
   if (regenerate) items.push(regenerate);
+  items.push(versionSwitcher(info));
+  if (info.role === "assistant") items.push(answerMeta(info));
   if (info.createdAt) {
     const date = new Date(info.createdAt);
     if (!Number.isNaN(date.getTime())) {
       items.push(el("time", { className: "message-time", datetime: date.toISOString(), title: dateTimeFormat.format(date), text: timeFormat.format(date) }));
     }
   }
-  actions.append(...items);
+  actions.append(...items.filter(Boolean));
 }
 
 function appendMessage(options) {
@@ -478,6 +610,8 @@ function setTyping(article, on) {
   } else if (!on && existing) {
     existing.remove();
   }
+  // In the same task as the change, so the view never shows a gap under the last line.
+  scrollToBottom();
 }
 
 function setNotice(article, notice) {
@@ -488,6 +622,7 @@ function setNotice(article, notice) {
   node.append(el("span", { className: "notice-text", text: notice.text }));
   for (const action of notice.actions || []) node.append(action);
   body.insertBefore(node, body.querySelector(".message-actions"));
+  scrollToBottom();
   return node;
 }
 
@@ -516,7 +651,7 @@ function applyStatus(article, { status, finishReason = "", code = "", content = 
     });
   } else if (status === "error") {
     const actions = [];
-    if (code === "network_error" && info.stream && info.stream.messageId) {
+    if (code === "network_error" && info.stream && info.stream.client.messageId) {
       actions.push(noticeButton("resume-button", t("resume"), ICONS.plug));
     }
     if (code !== "unauthenticated" && code !== "upstream_auth") {
@@ -564,8 +699,7 @@ function updateMessageChrome() {
   const button = existing || iconButton("regenerate", t("regenerateLabel"), ICONS.refresh, { id: "regenerate-button" });
   const actions = last.querySelector(".message-actions");
   if (button.parentElement !== actions) {
-    const time = actions.querySelector(".message-time");
-    actions.insertBefore(button, time);
+    actions.insertBefore(button, actions.querySelector(".version-switcher, .message-meta, .message-time"));
   }
 }
 
@@ -638,10 +772,13 @@ dom.container.addEventListener("click", async (event) => {
   } else if (target.classList.contains("copy-message") && article) {
     flashCopied(target, await copyText(messages.get(article).text));
   } else if (target.classList.contains("edit-message") && article) {
-    dom.input.value = messages.get(article).text;
-    onInput();
-    dom.input.focus();
-    dom.input.setSelectionRange(dom.input.value.length, dom.input.value.length);
+    startEdit(article);
+  } else if (target.classList.contains("edit-save") && article) {
+    saveEdit(article);
+  } else if (target.classList.contains("edit-cancel") && article) {
+    cancelEdit(article);
+  } else if (target.dataset.action === "previous-version" || target.dataset.action === "next-version") {
+    if (article) switchVersion(article, target.dataset.action === "next-version" ? 1 : -1, target.dataset.action);
   } else if (target.id === "regenerate-button" || target.classList.contains("retry-button")) {
     if (article) retryAnswer(article);
   } else if (target.classList.contains("resume-button") && article) {
@@ -659,13 +796,17 @@ function flashCopied(button, ok) {
   const previous = label ? label.textContent : null;
   const copyIcon = svg;
   const check = icon(CHECK_ICON);
+  const name = button.getAttribute("aria-label");
   svg?.replaceWith(check);
   if (label) label.textContent = t("copied");
+  // Screen readers read the accessible name, not the visible text: it says "Copied" too.
+  button.setAttribute("aria-label", t("copied"));
   button.classList.add("is-done");
   clearTimeout(button._copiedTimer);
   button._copiedTimer = setTimeout(() => {
     check.replaceWith(copyIcon);
     if (label) label.textContent = previous;
+    if (name) button.setAttribute("aria-label", name);
     button.classList.remove("is-done");
   }, 1600);
 }
@@ -692,21 +833,22 @@ function clearInflight(messageId) {
   }
 }
 
-function writeInflight(stream) {
-  if (!stream.messageId) return;
-  stream.savedAt = Date.now();
-  clearTimeout(stream.saveTimer);
-  stream.saveTimer = null;
+function writeInflight(answer) {
+  const { client } = answer;
+  if (!client.messageId || answer.background) return;
+  answer.savedAt = Date.now();
+  clearTimeout(answer.saveTimer);
+  answer.saveTimer = null;
   try {
     // The text and the id of the last event it includes are saved together, so a reload
     // can show this text and ask the server only for what came after.
     sessionStorage.setItem(
       INFLIGHT_KEY,
       JSON.stringify({
-        message_id: stream.messageId,
-        conversation_id: stream.conversationId,
-        last_event_id: stream.lastEventId,
-        text: stream.info.text,
+        message_id: client.messageId,
+        conversation_id: answer.conversationId,
+        last_event_id: client.lastEventId,
+        text: client.text,
       }),
     );
   } catch {
@@ -714,38 +856,151 @@ function writeInflight(stream) {
   }
 }
 
-function saveInflightSoon(stream) {
-  if (Date.now() - (stream.savedAt || 0) > 400) writeInflight(stream);
-  else if (!stream.saveTimer) stream.saveTimer = setTimeout(() => !stream.final && !stream.detached && writeInflight(stream), 400);
+function saveInflightSoon(answer) {
+  if (Date.now() - (answer.savedAt || 0) > 400) writeInflight(answer);
+  else if (!answer.saveTimer) {
+    answer.saveTimer = setTimeout(() => !answer.client.final && state.stream === answer && writeInflight(answer), 400);
+  }
 }
 
 window.addEventListener("pagehide", () => {
   state.unloading = true;
-  const stream = state.stream;
-  if (stream && !stream.final && !stream.detached) writeInflight(stream);
+  const answer = state.stream;
+  if (answer && !answer.client.final) writeInflight(answer);
 });
 
 // ------------------------------------------------------------------------------ streaming
+// The stream client (js/stream_client.js) owns the HTTP side; what follows renders its
+// updates into one answer element.
 
-class AnswerStream {
-  constructor(article, { conversationId, messageId = null, lastEventId = 0, userText = "", userEl = null }) {
-    this.article = article;
-    this.info = messages.get(article);
-    this.info.stream = this;
-    this.conversationId = conversationId;
-    this.messageId = messageId;
-    this.lastEventId = lastEventId;
-    this.userText = userText;
-    this.userEl = userEl;
-    this.final = false;
-    this.detached = false;
-    this.attempts = 0;
-    this.controller = null;
-    this.retryTimer = null;
-    this.stopRequested = false;
-    this.autoResumed = false;
-    this.gotResponse = false;
+function newAnswer(article, { conversationId, messageId = null, lastEventId = 0, text = "", userText = "", userEl = null, body = null }) {
+  const info = messages.get(article);
+  const answer = { article, info, conversationId, userText, userEl, background: false, savedAt: 0, saveTimer: null };
+  info.stream = answer;
+  answer.client = new StreamClient({
+    request: (suffix, init) => api.streamFetch(suffix, init),
+    onUpdate: (update) => (answer.background ? onBackgroundUpdate(answer, update) : onAnswerUpdate(answer, update)),
+    body,
+    conversationId,
+    messageId,
+    lastEventId,
+    text,
+    isOnline: () => navigator.onLine,
+    waitOnline: (go) => window.addEventListener("online", go, { once: true }),
+    canAutoResume: () => !state.stream && state.currentId === answer.conversationId && article.isConnected,
+  });
+  return answer;
+}
+
+function onAnswerUpdate(answer, update) {
+  if (state.unloading) return;
+  const { article, info } = answer;
+  switch (update.type) {
+    case "connecting":
+      beginStream(answer);
+      break;
+    case "reconnecting":
+      setNotice(article, { kind: "warning", text: t("reconnecting") });
+      break;
+    case "reconnected":
+      setNotice(article, null);
+      break;
+    case "start": {
+      info.text = "";
+      if (update.messageId) article.dataset.messageId = update.messageId;
+      if (update.conversationId && update.conversationId !== answer.conversationId) {
+        const wasCurrent = state.currentId === answer.conversationId;
+        if (answer.conversationId) state.live.delete(answer.conversationId);
+        answer.conversationId = update.conversationId;
+        state.live.add(answer.conversationId);
+        if (wasCurrent) conversationOpened(answer.conversationId, { replace: true });
+      }
+      if (update.userMessageId && answer.userEl) {
+        answer.userEl.dataset.messageId = update.userMessageId;
+        const userInfo = messages.get(answer.userEl);
+        if (answer.userSiblingIds) {
+          const ids = [...answer.userSiblingIds, update.userMessageId];
+          userInfo.versions = { index: ids.length, count: ids.length, ids };
+        }
+        buildActions(answer.userEl);
+      }
+      if (answer.siblingIds && update.messageId) {
+        const ids = [...answer.siblingIds, update.messageId];
+        info.versions = { index: ids.length, count: ids.length, ids };
+      }
+      if (update.model) info.model = update.model;
+      setTyping(article, true);
+      scheduleRender(article);
+      writeInflight(answer);
+      announce(t("generating"));
+      refreshConversationsSoon();
+      break;
+    }
+    case "text":
+      info.text = update.text;
+      setTyping(article, false);
+      scheduleRender(article);
+      saveInflightSoon(answer);
+      break;
+    case "end":
+      finishAnswer(answer, update);
+      break;
+    case "lost":
+      // Dropped before the answer had an id: the conversation's history knows it.
+      endStream(answer);
+      sleep(1000).then(() => {
+        if (answer.background) return;
+        if (state.currentId === answer.conversationId && answer.conversationId) openConversation(answer.conversationId);
+        else if (!answer.conversationId) init({ reopen: true });
+      });
+      break;
+    case "stop-unconfirmed":
+      dom.stop.disabled = false;
+      break;
+    default:
+      break;
   }
+}
+
+/** An answer the user switched away from: only its "still answering" marker is kept up. */
+function onBackgroundUpdate(answer, update) {
+  if (update.type === "start" && update.conversationId) answer.conversationId = update.conversationId;
+  if (update.type !== "end" && update.type !== "lost") return;
+  answer.client.detach();
+  state.background.delete(answer);
+  if (answer.conversationId && !liveElsewhere(answer)) {
+    state.live.delete(answer.conversationId);
+    renderConversationList();
+  }
+  // The list's own "streaming" flags (and the new title) are from before the end.
+  refreshConversationsSoon(400);
+}
+
+function liveElsewhere(answer) {
+  if (state.stream && state.stream !== answer && state.stream.conversationId === answer.conversationId) return true;
+  return [...state.background].some((other) => other !== answer && other.conversationId === answer.conversationId);
+}
+
+function finishAnswer(answer, ending) {
+  const { article } = answer;
+  const messageId = answer.client.messageId;
+  if (ending.preStream) answer.info.preStream = true;
+  if (ending.code === "network_error" && messageId) writeInflight(answer);
+  else clearInflight(messageId);
+  endStream(answer);
+  applyStatus(article, ending);
+  if (ending.model) answer.info.model = ending.model;
+  if (ending.usage) answer.info.usage = ending.usage;
+  if (ending.resumeScheduled) {
+    const notice = article.querySelector(".message-notice .notice-text");
+    if (notice) notice.textContent = t("resumingSoon");
+  }
+  renderNow(article);
+  updateMessageChrome();
+  if (ending.status === "complete") announce(t("answerComplete"));
+  else if (ending.status === "stopped") announce(t("statusStopped"));
+  else announce(errorText(ending.code, ending.content));
+  if (messageId) refreshConversationsSoon(400);
 }
 
 function setStreamingUI(on) {
@@ -753,302 +1008,98 @@ function setStreamingUI(on) {
   dom.stop.hidden = !on;
   dom.stop.disabled = false;
   dom.send.hidden = on;
+  // The stop button disappears: keep the keyboard in the composer, not on <body>.
   if (stopHadFocus && !on) dom.input.focus();
   updateSendState();
   updateMessageChrome();
 }
 
-function beginStream(stream) {
-  state.stream = stream;
-  stream.final = false;
-  stream.info.status = "streaming";
-  stream.article.dataset.status = "streaming";
-  stream.article.setAttribute("aria-busy", "true");
-  buildActions(stream.article);
-  if (!stream.info.text) setTyping(stream.article, true);
-  if (stream.conversationId) {
-    state.live.add(stream.conversationId);
+function beginStream(answer) {
+  state.stream = answer;
+  answer.info.status = "streaming";
+  answer.article.dataset.status = "streaming";
+  answer.article.setAttribute("aria-busy", "true");
+  buildActions(answer.article);
+  if (!answer.info.text) setTyping(answer.article, true);
+  if (answer.conversationId) {
+    state.live.add(answer.conversationId);
     renderConversationList();
   }
   setStreamingUI(true);
 }
 
-function endStream(stream) {
-  clearTimeout(stream.retryTimer);
-  clearTimeout(stream.saveTimer);
-  if (state.stream === stream) state.stream = null;
-  if (stream.conversationId && state.live.delete(stream.conversationId)) renderConversationList();
+function endStream(answer) {
+  clearTimeout(answer.saveTimer);
+  if (state.stream === answer) state.stream = null;
+  if (answer.conversationId && !liveElsewhere(answer) && state.live.delete(answer.conversationId)) renderConversationList();
   setStreamingUI(Boolean(state.stream));
 }
 
-/** Stop reading an answer without stopping its generation (switching conversations). */
-function detachStream(stream) {
-  if (!stream) return;
-  stream.detached = true;
-  stream.controller?.abort();
-  clearInflight(stream.messageId);
-  endStream(stream);
+/**
+ * Stop rendering an answer without stopping its generation (switching conversations).
+ * Its client keeps reading in the background so the sidebar can show that the
+ * conversation is still answering, until the answer ends.
+ */
+function detachStream(answer) {
+  if (!answer) return;
+  clearTimeout(answer.saveTimer);
+  clearInflight(answer.client.messageId);
+  if (state.stream === answer) state.stream = null;
+  if (answer.client.final || !answer.client.messageId) {
+    answer.client.detach();
+  } else {
+    answer.background = true;
+    state.background.add(answer);
+  }
+  setStreamingUI(Boolean(state.stream));
 }
 
-async function runStream(stream, mode) {
-  if (stream.detached) return;
-  beginStream(stream);
-  stream.controller = new AbortController();
-  const { signal } = stream.controller;
-  let response;
-  try {
-    if (mode === "post") {
-      response = await api.streamFetch("", {
-        method: "POST",
-        signal,
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify({ message: stream.userText, include_history: true, conversation_id: stream.conversationId }),
-      });
-    } else {
-      response = await api.streamFetch(`${encodeURIComponent(stream.messageId)}/`, {
-        signal,
-        headers: { Accept: "text/event-stream", "Last-Event-ID": String(stream.lastEventId || 0) },
-      });
+/** Opening a conversation again: its own resume replaces any background reader. */
+function dropBackgroundReaders(conversationId) {
+  for (const answer of [...state.background]) {
+    if (answer.conversationId === conversationId) {
+      answer.client.detach();
+      state.background.delete(answer);
     }
-  } catch {
-    if (stream.detached || state.unloading) return;
-    if (mode === "post" && !stream.messageId) {
-      // The request may never have reached the server: do not send it twice on our own.
-      finishStream(stream, "error", { code: "network_error", preStream: true });
-    } else {
-      connectionDropped(stream);
-    }
-    return;
-  }
-  if (stream.detached) return;
-  stream.gotResponse = true;
-  const type = response.headers.get("content-type") || "";
-  if (!response.ok || !type.includes("text/event-stream")) {
-    await failedResponse(stream, response, mode);
-    return;
-  }
-  try {
-    await readEventStream(
-      response,
-      (event) => onStreamEvent(stream, event),
-      (ms) => {
-        stream.retryMs = ms;
-      },
-    );
-  } catch {
-    /* the connection dropped: handled below */
-  }
-  if (stream.detached || state.unloading || stream.final) return;
-  connectionDropped(stream);
-}
-
-function onStreamEvent(stream, event) {
-  if (stream.detached || stream.final) return;
-  let data;
-  try {
-    data = JSON.parse(event.data);
-  } catch {
-    return;
-  }
-  if (event.id !== null && /^\d+$/.test(event.id)) stream.lastEventId = Number(event.id);
-  stream.attempts = 0;
-  const article = stream.article;
-  const info = stream.info;
-  if (info.reconnecting) {
-    info.reconnecting = false;
-    setNotice(article, null);
-  }
-  switch (data.type) {
-    case "start": {
-      // Every start means "the text begins here": replays start from empty.
-      info.text = "";
-      if (data.message_id) {
-        stream.messageId = data.message_id;
-        article.dataset.messageId = data.message_id;
-      }
-      if (data.conversation_id && data.conversation_id !== stream.conversationId) {
-        if (state.currentId === stream.conversationId) state.currentId = data.conversation_id;
-        if (stream.conversationId) state.live.delete(stream.conversationId);
-        stream.conversationId = data.conversation_id;
-        state.live.add(stream.conversationId);
-      }
-      setTyping(article, true);
-      scheduleRender(article);
-      writeInflight(stream);
-      if (stream.stopRequested) sendStop(stream);
-      announce(t("generating"));
-      refreshConversationsSoon();
-      break;
-    }
-    case "content": {
-      if (!data.content) break;
-      info.text += data.content;
-      setTyping(article, false);
-      scheduleRender(article);
-      saveInflightSoon(stream);
-      break;
-    }
-    case "done": {
-      finishStream(stream, data.finish_reason === "stopped" ? "stopped" : "complete", {
-        finishReason: data.finish_reason || "stop",
-      });
-      break;
-    }
-    case "error": {
-      const code = data.code || "internal_error";
-      if (code === "server_restarting" || code === "interrupted") {
-        finishStream(stream, "interrupted", { code, content: data.content });
-        if (code === "server_restarting" && !stream.autoResumed && stream.messageId) scheduleRestartResume(stream);
-      } else {
-        finishStream(stream, "error", { code, content: data.content });
-      }
-      break;
-    }
-    default:
-      break;
   }
 }
 
-function finishStream(stream, status, details = {}) {
-  stream.final = true;
-  if (details.preStream) stream.info.preStream = true;
-  clearInflight(stream.messageId);
-  endStream(stream);
-  applyStatus(stream.article, { status, ...details });
-  renderNow(stream.article);
-  updateMessageChrome();
-  if (status === "complete") announce(t("answerComplete"));
-  else if (status === "stopped") announce(t("statusStopped"));
-  else announce(errorText(details.code, details.content));
-  if (stream.messageId) refreshConversationsSoon(400);
-}
-
-function scheduleRestartResume(stream) {
-  stream.autoResumed = true;
-  const notice = stream.article.querySelector(".message-notice .notice-text");
-  if (notice) notice.textContent = t("resumingSoon");
-  stream.retryTimer = setTimeout(() => {
-    if (stream.detached || state.stream || state.currentId !== stream.conversationId) return;
-    if (!stream.article.isConnected) return;
-    setNotice(stream.article, null);
-    runStream(stream, "resume");
-  }, RESTART_RESUME_DELAY_MS);
-}
-
-function connectionDropped(stream) {
-  if (!stream.messageId) {
-    // Dropped before the answer had an id: the conversation's history knows it.
-    stream.final = true;
-    endStream(stream);
-    sleep(1000).then(() => {
-      if (!stream.detached && state.currentId === stream.conversationId) openConversation(stream.conversationId);
-      else if (!stream.detached && !stream.conversationId) init({ reopen: true });
-    });
-    return;
-  }
-  stream.attempts += 1;
-  if (stream.attempts > MAX_RECONNECTS) {
-    writeInflight(stream);
-    finishStream(stream, "error", { code: "network_error" });
-    return;
-  }
-  stream.info.reconnecting = true;
-  setNotice(stream.article, { kind: "warning", text: t("reconnecting") });
-  const delay = Math.min(15000, 500 * 2 ** (stream.attempts - 1));
-  const go = () => {
-    if (stream.detached || stream.final) return;
-    if (!navigator.onLine) {
-      window.addEventListener("online", go, { once: true });
-      return;
-    }
-    runStream(stream, "resume");
-  };
-  stream.retryTimer = setTimeout(go, delay);
-}
-
-async function failedResponse(stream, response, mode) {
-  let text = "";
-  try {
-    text = await response.text();
-  } catch {
-    text = "";
-  }
-  let data = firstEventData(text);
-  if (!data) {
-    try {
-      const json = JSON.parse(text);
-      data = json.error ? { code: json.error.code, content: json.error.message } : json;
-    } catch {
-      data = null;
-    }
-  }
-  const status = response.status;
-  const byStatus = { 400: "invalid_request", 401: "unauthenticated", 403: "csrf_failed", 404: "not_found", 413: "payload_too_large", 429: "rate_limited", 503: "server_restarting" };
-  const code = (data && data.code) || byStatus[status] || (status >= 500 ? "internal_error" : "invalid_request");
-  if (status === 401) dom.sessionBanner.hidden = false;
-  // A resume that meets a proxy error or a restarting server is a dropped connection.
-  if (mode === "resume" && (status >= 502 || code === "server_restarting")) {
-    connectionDropped(stream);
-    return;
-  }
-  const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "", 10);
-  finishStream(stream, "error", {
-    code,
-    content: data && data.content,
-    retryAfter: Number.isFinite(retryAfter) ? retryAfter : 0,
-    preStream: mode === "post" && !stream.messageId,
-  });
-}
-
-async function sendStop(stream) {
-  if (!stream.messageId) {
-    stream.stopRequested = true;
-    return;
-  }
-  stream.stopRequested = false;
-  let status = "";
-  try {
-    const response = await api.streamFetch(`${encodeURIComponent(stream.messageId)}/stop/`, {
-      method: "POST",
-      headers: { Accept: "application/json" },
-    });
-    if (response.ok) status = (await response.json()).status || "";
-  } catch {
-    status = "";
-  }
-  // The stream itself normally reports `done` (stopped); if it cannot (reconnecting), end here.
-  setTimeout(() => {
-    if (stream.final || stream.detached) return;
-    stream.controller?.abort();
-    if (status === "stopped" || status === "complete") {
-      finishStream(stream, status, { finishReason: status === "stopped" ? "stopped" : "stop" });
-    } else if (status === "error" || status === "interrupted") {
-      finishStream(stream, status, { code: status === "interrupted" ? "interrupted" : "internal_error" });
-    } else {
-      dom.stop.disabled = false;
-    }
-  }, 2500);
-}
-
-dom.stop.addEventListener("click", () => {
-  const stream = state.stream;
-  if (!stream) return;
+function stopAnswer() {
+  const answer = state.stream;
+  if (!answer) return;
+  // The stop button goes away when the answer ends: move the keyboard to the input now,
+  // before disabling the button drops focus to <body>.
+  if (document.activeElement === dom.stop) dom.input.focus();
   dom.stop.disabled = true;
-  sendStop(stream);
-});
+  answer.client.stop();
+}
+
+dom.stop.addEventListener("click", stopAnswer);
 
 function resumeAnswer(article) {
   const info = messages.get(article);
-  const stream = info && info.stream;
-  if (!stream || !stream.messageId || state.stream) return;
-  stream.attempts = 0;
+  const answer = info && info.stream;
+  if (!answer || !answer.client.messageId || state.stream) return;
   setNotice(article, null);
-  runStream(stream, "resume");
+  answer.client.resume();
+}
+
+/** What every new answer's request carries besides the message. */
+function streamOptions() {
+  const options = { include_history: true, language: LANG.startsWith("en") ? "en" : "ja" };
+  if (models.length > 1) options.model = dom.modelSelect.value;
+  return options;
 }
 
 function retryAnswer(article) {
   if (state.stream) return;
   const info = messages.get(article);
+  // An answer the server stored gets a new version; one whose request never reached it
+  // is sent again with its question.
+  if (article.dataset.messageId && state.currentId && !info.preStream) {
+    regenerateAnswer(article);
+    return;
+  }
   const text = (info.stream && info.stream.userText) || previousUserText(article);
   if (!text) return;
   if (info.preStream) {
@@ -1058,7 +1109,22 @@ function retryAnswer(article) {
   sendMessage(text);
 }
 
-function sendMessage(text) {
+/** Regenerate in place: a new version of this answer to the same, single question. */
+function regenerateAnswer(article) {
+  const info = messages.get(article);
+  const previous = info.versions || { index: 1, count: 1, ids: [article.dataset.messageId] };
+  const fresh = createMessage({ role: "assistant", status: "streaming", createdAt: new Date().toISOString() });
+  article.replaceWith(fresh);
+  state.stick = true;
+  updateMessageChrome();
+  scrollToBottom(true);
+  const body = { message: "", regenerate_message_id: article.dataset.messageId, conversation_id: state.currentId, ...streamOptions() };
+  const answer = newAnswer(fresh, { conversationId: state.currentId, userText: previousUserText(fresh), body });
+  answer.siblingIds = previous.ids;
+  answer.client.start();
+}
+
+function sendMessage(text, { editOf = null } = {}) {
   if (state.stream) return;
   showComposerError("");
   state.stick = true;
@@ -1066,8 +1132,98 @@ function sendMessage(text) {
   const article = appendMessage({ role: "assistant", status: "streaming", createdAt: new Date().toISOString() });
   updateMessageChrome();
   scrollToBottom(true);
-  const stream = new AnswerStream(article, { conversationId: state.currentId, userText: text, userEl });
-  runStream(stream, "post");
+  const body = { message: text, ...streamOptions() };
+  if (editOf) body.edit_message_id = editOf.id;
+  if (state.currentId) body.conversation_id = state.currentId;
+  else body.new_conversation = true; // the conversation is created with its first message
+  const answer = newAnswer(article, { conversationId: state.currentId, userText: text, userEl, body });
+  if (editOf) answer.userSiblingIds = editOf.ids;
+  answer.client.start();
+}
+
+// ------------------------------------------------------------------------------ edit
+
+function startEdit(article) {
+  if (state.stream || article.querySelector(".edit-form")) return;
+  const info = messages.get(article);
+  const content = article.querySelector(".message-content");
+  const area = el("textarea", { className: "edit-input", rows: "3", "aria-label": t("editLabel") });
+  area.value = info.text;
+  const form = el(
+    "div",
+    { className: "edit-form" },
+    area,
+    el(
+      "div",
+      { className: "edit-actions" },
+      el("button", { type: "button", className: "dialog-button edit-cancel", text: t("editCancel") }),
+      el("button", { type: "button", className: "dialog-button is-primary edit-save", text: t("editSave") }),
+    ),
+  );
+  content.hidden = true;
+  article.querySelector(".message-actions").hidden = true;
+  content.after(form);
+  area.addEventListener("keydown", (event) => {
+    if (event.isComposing || event.keyCode === 229) return;
+    if (event.key === "Enter" && !event.shiftKey && !event.altKey) {
+      event.preventDefault();
+      saveEdit(article);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      cancelEdit(article);
+    }
+  });
+  area.focus();
+  area.setSelectionRange(area.value.length, area.value.length);
+}
+
+function cancelEdit(article) {
+  article.querySelector(".edit-form")?.remove();
+  article.querySelector(".message-content").hidden = false;
+  article.querySelector(".message-actions").hidden = false;
+  article.querySelector(".edit-message")?.focus();
+}
+
+/** Edit and resend: a new version of this question, and everything after it replaced. */
+function saveEdit(article) {
+  const area = article.querySelector(".edit-input");
+  const text = area ? area.value : "";
+  if (!text.trim() || text.length > maxChars || state.stream) return;
+  const info = messages.get(article);
+  const id = article.dataset.messageId;
+  if (text === info.text) {
+    cancelEdit(article);
+    return;
+  }
+  while (article.nextElementSibling) article.nextElementSibling.remove();
+  article.remove();
+  sendMessage(text, { editOf: { id, ids: (info.versions && info.versions.ids) || [id] } });
+  dom.input.focus({ preventScroll: true });
+}
+
+// ------------------------------------------------------------------------------ versions
+
+async function switchVersion(article, step, action) {
+  if (state.stream || !state.currentId) return;
+  const v = messages.get(article).versions;
+  const target = v && v.ids[v.index - 1 + step];
+  if (!target) return;
+  const role = article.dataset.role;
+  const position = [...dom.container.querySelectorAll(".message")].indexOf(article);
+  let data;
+  try {
+    data = await api.json("POST", `${config.conversationsUrl}${encodeURIComponent(state.currentId)}/current/`, { message_id: target });
+  } catch {
+    showComposerError(t("versionFailed"));
+    return;
+  }
+  renderHistory(data);
+  // Keep the keyboard on the same switcher (the turn was rendered again).
+  const same = dom.container.querySelectorAll(".message")[position];
+  const button = same && same.dataset.role === role && same.querySelector(`[data-action="${action}"]`);
+  if (button && !button.disabled) button.focus({ preventScroll: true });
+  else same?.querySelector(".version-switcher button:not(:disabled)")?.focus({ preventScroll: true });
 }
 
 // ------------------------------------------------------------------------------ composer
@@ -1132,6 +1288,30 @@ dom.form.addEventListener("submit", (event) => {
 
 // ------------------------------------------------------------------------------ conversations
 
+/** The browser's address for conversation `id` (null: a new chat). */
+function setUrl(id, { replace = false } = {}) {
+  const path = pathForConversation(config.chatUrl, id);
+  if (window.location.pathname === path) return;
+  const data = { conversationId: id };
+  if (replace) window.history.replaceState(data, "", path);
+  else window.history.pushState(data, "", path);
+}
+
+// The language switch returns to the address it was rendered with: keep it current, so
+// switching the language keeps the conversation on screen.
+document.querySelector(".language-form")?.addEventListener("submit", (event) => {
+  const next = event.currentTarget.querySelector("input[name=next]");
+  if (next) next.value = window.location.pathname + window.location.search;
+});
+
+/** The page now shows conversation `id` (a new answer's conversation got its id). */
+function conversationOpened(id) {
+  state.currentId = id;
+  setUrl(id, { replace: true });
+  renderConversationList();
+  updateConversationTools();
+}
+
 function renderHistoryError(seq) {
   if (seq !== state.loadSeq) return;
   clearMessages();
@@ -1141,40 +1321,10 @@ function renderHistoryError(seq) {
   dom.container.append(box);
 }
 
-async function openConversation(id, { inflight = null } = {}) {
-  const seq = ++state.loadSeq;
-  detachStream(state.stream);
-  state.currentId = id;
-  renderConversationList();
-  showComposerError("");
-  if (!id) {
-    clearMessages();
-    showEmptyState();
-    updateMessageChrome();
-    return;
-  }
-  dom.container.classList.add("is-loading");
-  dom.container.setAttribute("aria-busy", "true");
-  let data;
-  try {
-    const params = new URLSearchParams({ conversation_id: id, limit: String(HISTORY_LIMIT) });
-    data = await api.json("GET", `${config.historyUrl}?${params}`);
-  } catch (error) {
-    if (seq !== state.loadSeq) return;
-    dom.container.classList.remove("is-loading");
-    dom.container.removeAttribute("aria-busy");
-    if (error instanceof ApiError && error.status === 404) {
-      state.conversations = state.conversations.filter((c) => c.id !== id);
-      await openConversation(state.conversations.length ? state.conversations[0].id : null);
-      return;
-    }
-    renderHistoryError(seq);
-    return;
-  }
-  if (seq !== state.loadSeq) return;
-  dom.container.classList.remove("is-loading");
-  dom.container.removeAttribute("aria-busy");
+/** Show a history payload ({conversation, history}); returns the answer still streaming. */
+function renderHistory(data) {
   clearMessages();
+  if (data.conversation) rememberConversation(data.conversation);
   let resumeTarget = null;
   for (const message of data.history || []) {
     if (message.role !== "user" && message.role !== "assistant") continue;
@@ -1184,6 +1334,9 @@ async function openConversation(id, { inflight = null } = {}) {
       status: message.role === "assistant" ? message.status || "complete" : "complete",
       id: message.id,
       createdAt: message.created_at,
+      versions: message.versions || null,
+      model: message.role === "assistant" ? message.model : null,
+      usage: message.usage || null,
     });
     dom.container.append(article);
     if (message.role === "assistant") {
@@ -1199,6 +1352,47 @@ async function openConversation(id, { inflight = null } = {}) {
   }
   showEmptyState();
   updateMessageChrome();
+  updateConversationTools();
+  return resumeTarget;
+}
+
+/** Open conversation `id` (null: a new, empty chat). `url`: "push", "replace" or false. */
+async function openConversation(id, { inflight = null, url = "push" } = {}) {
+  const seq = ++state.loadSeq;
+  detachStream(state.stream);
+  state.currentId = id;
+  if (url) setUrl(id, { replace: url === "replace" });
+  renderConversationList();
+  showComposerError("");
+  if (!id) {
+    clearMessages();
+    showEmptyState();
+    updateMessageChrome();
+    updateConversationTools();
+    return;
+  }
+  dom.container.classList.add("is-loading");
+  dom.container.setAttribute("aria-busy", "true");
+  let data;
+  try {
+    const params = new URLSearchParams({ conversation_id: id, limit: String(HISTORY_LIMIT) });
+    data = await api.json("GET", `${config.historyUrl}?${params}`);
+  } catch (error) {
+    if (seq !== state.loadSeq) return;
+    dom.container.classList.remove("is-loading");
+    dom.container.removeAttribute("aria-busy");
+    if (error instanceof ApiError && error.status === 404) {
+      state.conversations = state.conversations.filter((c) => c.id !== id);
+      await openConversation(null, { url: "replace" });
+      return;
+    }
+    renderHistoryError(seq);
+    return;
+  }
+  if (seq !== state.loadSeq) return;
+  dom.container.classList.remove("is-loading");
+  dom.container.removeAttribute("aria-busy");
+  const resumeTarget = renderHistory(data);
   state.stick = true;
   scrollToBottom(true);
   const record = inflight || readInflight();
@@ -1212,17 +1406,179 @@ async function openConversation(id, { inflight = null } = {}) {
       lastEventId = Number(record.last_event_id) || 0;
       renderNow(article);
     }
-    const stream = new AnswerStream(article, {
+    dropBackgroundReaders(id);
+    newAnswer(article, {
       conversationId: id,
       messageId: message.id,
       lastEventId,
+      text: info.text,
       userText: previousUserText(article),
-    });
-    runStream(stream, "resume");
+    }).client.resume();
   } else if (record && record.conversation_id === id) {
     clearInflight();
   }
 }
+
+window.addEventListener("popstate", () => {
+  const id = conversationIdFromPath(window.location.pathname, config.chatUrl);
+  if (id !== state.currentId) openConversation(id, { url: false });
+});
+
+// ------------------------------------------------------------------------------ model, settings, export
+
+const models = Array.isArray(config.models) ? config.models : [];
+
+function rememberConversation(conversation) {
+  const index = state.conversations.findIndex((c) => c.id === conversation.id);
+  if (index >= 0) state.conversations[index] = { ...state.conversations[index], ...conversation };
+  else state.conversations.unshift(conversation);
+}
+
+function currentConversation() {
+  return state.conversations.find((c) => c.id === state.currentId) || null;
+}
+
+/** The topbar's tools follow the conversation on screen. */
+function updateConversationTools() {
+  const conversation = currentConversation();
+  if (models.length > 1) {
+    const wanted = (conversation && conversation.model) || state.newChatModel || config.defaultModel;
+    if (models.includes(wanted)) dom.modelSelect.value = wanted;
+  }
+  const exists = Boolean(state.currentId);
+  dom.settingsButton.hidden = !exists;
+  dom.exportButton.hidden = !exists;
+  if (!exists) closeExportMenu();
+  if (exists) {
+    const base = `${config.conversationsUrl}${encodeURIComponent(state.currentId)}/export/`;
+    dom.exportMarkdown.href = `${base}?format=md`;
+    dom.exportJson.href = `${base}?format=json`;
+  }
+}
+
+if (models.length > 1) {
+  dom.modelSelect.replaceChildren(...models.map((name) => el("option", { value: name, text: name })));
+  dom.modelSelect.value = config.defaultModel;
+  dom.modelSelect.hidden = false;
+}
+
+dom.modelSelect.addEventListener("change", async () => {
+  const model = dom.modelSelect.value;
+  const id = state.currentId;
+  if (!id) {
+    state.newChatModel = model; // sent with the first message
+    return;
+  }
+  try {
+    rememberConversation(await api.json("PATCH", `${config.conversationsUrl}${encodeURIComponent(id)}/`, { model }));
+  } catch {
+    showComposerError(t("modelFailed"));
+  }
+});
+
+dom.settingsButton.addEventListener("click", () => {
+  const conversation = currentConversation();
+  if (!conversation) return;
+  dom.instructions.value = conversation.instructions || "";
+  dom.instructions.maxLength = Number(config.maxInstructionsChars) || 4000;
+  dom.settingsError.hidden = true;
+  dom.settingsDialog.showModal();
+  dom.instructions.focus();
+});
+
+dom.settingsForm.addEventListener("submit", async (event) => {
+  if (event.submitter?.value !== "save") return; // Cancel closes the dialog as is
+  event.preventDefault();
+  const id = state.currentId;
+  try {
+    rememberConversation(
+      await api.json("PATCH", `${config.conversationsUrl}${encodeURIComponent(id)}/`, { instructions: dom.instructions.value }),
+    );
+  } catch {
+    dom.settingsError.textContent = t("settingsFailed");
+    dom.settingsError.hidden = false;
+    return;
+  }
+  dom.settingsDialog.close();
+});
+dom.settingsDialog.addEventListener("close", () => dom.settingsButton.focus());
+
+function closeExportMenu() {
+  dom.exportMenu.hidden = true;
+  dom.exportButton.setAttribute("aria-expanded", "false");
+}
+
+dom.exportButton.addEventListener("click", () => {
+  const open = dom.exportMenu.hidden;
+  dom.exportMenu.hidden = !open;
+  dom.exportButton.setAttribute("aria-expanded", String(open));
+  if (open) dom.exportMarkdown.focus();
+});
+dom.exportMenu.addEventListener("click", () => setTimeout(closeExportMenu, 0));
+dom.exportMenu.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") {
+    event.stopPropagation();
+    closeExportMenu();
+    dom.exportButton.focus();
+  }
+});
+document.addEventListener("click", (event) => {
+  if (!dom.exportMenu.hidden && !event.target.closest(".topbar-menu")) closeExportMenu();
+});
+
+dom.deleteAllButton.addEventListener("click", () => {
+  // returnValue survives from the last close: Escape must never mean "delete".
+  dom.deleteAllDialog.returnValue = "";
+  dom.deleteAllDialog.showModal();
+});
+dom.deleteAllDialog.addEventListener("close", async () => {
+  if (dom.deleteAllDialog.returnValue !== "delete") {
+    dom.deleteAllButton.focus();
+    return;
+  }
+  try {
+    await api.json("DELETE", config.conversationsUrl, { confirm: "delete_all" });
+  } catch {
+    showComposerError(t("deleteAllFailed"));
+    dom.deleteAllButton.focus();
+    return;
+  }
+  for (const answer of [...state.background]) answer.client.detach();
+  state.background.clear();
+  state.live.clear();
+  clearInflight();
+  state.conversations = [];
+  state.matches = null;
+  dom.search.value = "";
+  await openConversation(null);
+  dom.input.focus();
+});
+
+// ------------------------------------------------------------------------------ keyboard
+
+function openShortcuts() {
+  if (!dom.shortcutsDialog.open) dom.shortcutsDialog.showModal();
+}
+
+dom.shortcutsButton.addEventListener("click", openShortcuts);
+
+document.addEventListener("keydown", (event) => {
+  if (event.defaultPrevented) return;
+  const target = event.target;
+  const typing = target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  const dialogOpen = Boolean(document.querySelector("dialog[open]"));
+  const action = shortcutFor(event, { typing, streaming: Boolean(state.stream), dialogOpen });
+  if (!action) return;
+  if (action === "stop" && dom.app.classList.contains("sidebar-open")) return; // Escape closes the list first
+  event.preventDefault();
+  if (action === "stop") stopAnswer();
+  else if (action === "new-chat") newConversation();
+  else if (action === "focus-search") {
+    if (narrow.matches) setSidebar(true, { focus: false });
+    dom.search.focus();
+    dom.search.select();
+  } else if (action === "help") openShortcuts();
+});
 
 // ------------------------------------------------------------------------------ start
 
@@ -1235,11 +1591,13 @@ async function init({ reopen = false } = {}) {
     showEmptyState();
     return;
   }
+  // The address decides: /ai/chat/<id>/ opens that conversation, /ai/chat/ a new chat.
+  // After an answer lost before it had an id, its conversation is the newest one.
+  const fromUrl = conversationIdFromPath(window.location.pathname, config.chatUrl) || config.conversationId || null;
+  const target = reopen ? state.currentId || state.conversations[0]?.id || null : fromUrl;
   const record = readInflight();
-  let target = state.conversations.length ? state.conversations[0].id : null;
-  if (record && state.conversations.some((c) => c.id === record.conversation_id)) target = record.conversation_id;
-  else if (record) clearInflight();
-  await openConversation(target, { inflight: record });
+  if (record && record.conversation_id !== target && !state.conversations.some((c) => c.id === record.conversation_id)) clearInflight();
+  await openConversation(target, { inflight: record, url: "replace" });
   if (!reopen && !narrow.matches) dom.input.focus({ preventScroll: true });
 }
 

@@ -44,9 +44,7 @@ def test_message_is_kept_verbatim() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    parsed = parse_chat_request(
-        body({"message": "hi", "model": "gpt-5", "temperature": 2, "extra": {"a": [1]}})
-    )
+    parsed = parse_chat_request(body({"message": "hi", "temperature": 2, "extra": {"a": [1]}}))
     assert parsed == ChatRequest(message="hi")
 
 
@@ -155,9 +153,24 @@ request_like = st.fixed_dictionaries(
         "include_history": st.booleans() | json_values,
         "conversation_id": st.none() | st.text(max_size=40) | json_values,
         "unknown": json_values,
-        "model": json_values,
+        "model": st.sampled_from(["fake", "other"]) | json_values,
+        "language": st.sampled_from(["ja", "en", "fr"]) | json_values,
+        "new_conversation": st.booleans() | json_values,
+        "regenerate_message_id": st.none() | st.text(max_size=40) | json_values,
+        "edit_message_id": st.none() | st.text(max_size=40) | json_values,
     },
 )
+KNOWN_FIELDS = {
+    "message",
+    "include_history",
+    "conversation_id",
+    "model",
+    "language",
+    "new_conversation",
+    "regenerate_message_id",
+    "edit_message_id",
+}
+MODELS = ["fake"]  # OPENAI_MODELS while these tests run
 
 
 def encodings(value: Any) -> st.SearchStrategy[bytes]:
@@ -180,21 +193,34 @@ def expected_validity(raw: bytes) -> bool:
         return False
     if not isinstance(data, dict):
         return False
-    message = data.get("message")
-    if not isinstance(message, str):
+    ids = [data.get(k) for k in ("conversation_id", "regenerate_message_id", "edit_message_id")]
+    if not all(v is None or isinstance(v, str) for v in ids):
         return False
-    if all(ch.isspace() for ch in message) or len(message) > SMALL_LIMIT:
+    _conversation_id, regenerate, edit = ids
+    if regenerate is not None and edit is not None:
         return False
-    if "\x00" in message or any(0xD800 <= ord(ch) <= 0xDFFF for ch in message):
-        return False
+    if regenerate is None:  # with regenerate, `message` is ignored
+        message = data.get("message")
+        if not isinstance(message, str):
+            return False
+        if all(ch.isspace() for ch in message) or len(message) > SMALL_LIMIT:
+            return False
+        if "\x00" in message or any(0xD800 <= ord(ch) <= 0xDFFF for ch in message):
+            return False
     if not isinstance(data.get("include_history", True), bool):
         return False
-    conversation_id = data.get("conversation_id")
-    return conversation_id is None or isinstance(conversation_id, str)
+    new_conversation = data.get("new_conversation", False)
+    if not isinstance(new_conversation, bool):
+        return False
+    if new_conversation and any(ids):
+        return False
+    if data.get("model") is not None and data.get("model") not in MODELS:
+        return False
+    return data.get("language") in (None, "ja", "en")
 
 
 def check(raw: bytes) -> None:
-    with override_settings(CHAT_MAX_MESSAGE_CHARS=SMALL_LIMIT):
+    with override_settings(CHAT_MAX_MESSAGE_CHARS=SMALL_LIMIT, OPENAI_MODELS=MODELS):
         try:
             parsed = parse_chat_request(raw)
         except InvalidRequest:
@@ -203,17 +229,24 @@ def check(raw: bytes) -> None:
     assert expected_validity(raw), raw
     assert isinstance(parsed, ChatRequest)
     assert isinstance(parsed.message, str)
-    assert parsed.message.strip()
-    assert len(parsed.message) <= SMALL_LIMIT
-    parsed.message.encode("utf-8")  # storable
-    assert "\x00" not in parsed.message
     assert isinstance(parsed.include_history, bool)
     assert parsed.conversation_id is None or isinstance(parsed.conversation_id, str)
     data = json.loads(raw)
+    regenerate = data.get("regenerate_message_id")
+    if regenerate is None:
+        assert parsed.message.strip()
+        assert len(parsed.message) <= SMALL_LIMIT
+        parsed.message.encode("utf-8")  # storable
+        assert "\x00" not in parsed.message
     assert parsed == ChatRequest(
-        message=data["message"],
+        message="" if regenerate is not None else data["message"],
         include_history=data.get("include_history", True),
         conversation_id=data.get("conversation_id"),
+        regenerate_message_id=regenerate,
+        edit_message_id=data.get("edit_message_id"),
+        model=data.get("model"),
+        new_conversation=data.get("new_conversation", False),
+        language=data.get("language"),
     )
 
 
@@ -239,7 +272,7 @@ def test_request_like_objects_follow_the_contract(raw: bytes) -> None:
 @given(
     st.text(min_size=1, max_size=SMALL_LIMIT).filter(lambda s: s.strip()),
     st.dictionaries(
-        st.text().filter(lambda k: k not in {"message", "include_history", "conversation_id"}),
+        st.text().filter(lambda k: k not in KNOWN_FIELDS),
         json_values,
         max_size=5,
     ),

@@ -8,6 +8,7 @@ Every test checks both what a reader of the stream got and what was stored.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -17,9 +18,10 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
+from ai_features import conversations
 from ai_features.chat import persistence
 from ai_features.chat.errors import NotFound, RateLimited, ServerRestarting
-from ai_features.chat.events import PING, START_TEXT, ChatEvent, Ping
+from ai_features.chat.events import PING, START_TEXT, ChatEvent, Ping, done_data
 from ai_features.chat.limits import RateLimit
 from ai_features.chat.requests import ChatRequest
 from ai_features.chat.service import (
@@ -73,15 +75,29 @@ class ScriptedProvider:
         *,
         reply: Callable[[list[dict[str, str]]], Iterable[Step]] | None = None,
         on_call: Callable[[list[dict[str, str]]], Awaitable[None]] | None = None,
+        title: str | BaseException | Callable[[], Awaitable[str]] = "A title",
     ) -> None:
         self.steps = list(steps)
+        self.title = title
         self.reply = reply
         self.on_call = on_call
         self.calls: list[list[dict[str, str]]] = []
+        self.models: list[str | None] = []
+        self.titles: list[list[dict[str, str]]] = []
         self.closed = 0
 
-    async def astream(self, messages: list[dict[str, str]]) -> AsyncIterator[Delta]:
+    def model_for(self, requested: str | None) -> str:
+        return requested or self.model
+
+    async def astream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str | None = None,
+        language: str | None = None,
+    ) -> AsyncIterator[Delta]:
         self.calls.append([dict(m) for m in messages])
+        self.models.append(model)
         try:
             if self.on_call is not None:
                 await self.on_call(messages)
@@ -95,6 +111,16 @@ class ScriptedProvider:
                     await step()
         finally:
             self.closed += 1
+
+    async def acomplete(
+        self, messages: list[dict[str, str]], *, model: str | None = None, max_tokens: int = 32
+    ) -> str:
+        self.titles.append([dict(m) for m in messages])
+        if isinstance(self.title, BaseException):
+            raise self.title
+        if callable(self.title):
+            return await self.title()
+        return self.title
 
 
 def words(*texts: str, usage: Usage | None = None, reason: str = "stop") -> list[Step]:
@@ -206,6 +232,9 @@ async def test_events_are_start_content_done_with_ids_from_one(alice: AbstractBa
         "content": START_TEXT,
         "conversation_id": prepared.conversation_id,
         "message_id": mid,
+        "user_message_id": prepared.user_message_id,
+        "parent_id": None,  # the first question
+        "model": MODEL,
     }
     assert [e.data["content"] for e in events[1:4]] == ["Hel", "lo ", "world"]
     assert events[-1].data == {
@@ -318,6 +347,56 @@ async def test_context_is_the_last_max_chat_history_messages(
     assert len(await rows(alice)) == 10
 
 
+async def test_context_keeps_the_newest_history_that_fits_chat_max_context_chars(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    provider = ScriptedProvider(reply=lambda messages: words("a" * 100))
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q" * 100)
+    for _ in range(3):
+        await chat(service, alice, "q" * 100, conversation_id=first.conversation_id)
+    system_chars = len(django_settings.CHAT_SYSTEM_PROMPT)
+    # Room for the system prompt, the new message and exactly three earlier messages.
+    settings.CHAT_MAX_CONTEXT_CHARS = system_chars + 10 + 3 * 100 + 99
+
+    await chat(service, alice, "new message", conversation_id=first.conversation_id)
+
+    sent = provider.calls[-1]
+    assert sent[0] == {"role": "system", "content": django_settings.CHAT_SYSTEM_PROMPT}
+    assert sent[-1] == {"role": "user", "content": "new message"}
+    assert [m["role"] for m in sent[1:-1]] == ["assistant", "user", "assistant"]
+    assert sum(len(m["content"]) for m in sent) <= settings.CHAT_MAX_CONTEXT_CHARS
+
+
+async def test_system_prompt_and_new_message_are_sent_even_over_the_limit(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q0")
+    settings.CHAT_MAX_CONTEXT_CHARS = 5
+
+    await chat(service, alice, "a longer new message", conversation_id=first.conversation_id)
+
+    assert provider.calls[-1] == [
+        {"role": "system", "content": django_settings.CHAT_SYSTEM_PROMPT},
+        {"role": "user", "content": "a longer new message"},
+    ]
+
+
+async def test_zero_chat_max_context_chars_sends_the_whole_history(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    provider = ScriptedProvider(reply=echo_reply)
+    service = make_service(provider)
+    first, _ = await chat(service, alice, "q0" * 50)
+    settings.CHAT_MAX_CONTEXT_CHARS = 0
+
+    await chat(service, alice, "q1", conversation_id=first.conversation_id)
+
+    assert len(provider.calls[-1]) == 4
+
+
 async def test_include_history_false_sends_only_system_and_the_new_message(
     alice: AbstractBaseUser,
 ) -> None:
@@ -426,6 +505,67 @@ async def test_first_message_ever_creates_a_conversation(
 
 
 # --- failures --------------------------------------------------------------------------------
+
+
+# --- what the model sends is normalised where it enters -------------------------------------
+
+
+async def test_a_surrogate_pair_split_across_deltas_reaches_readers_and_db_joined(
+    alice: AbstractBaseUser,
+) -> None:
+    provider = ScriptedProvider(
+        words("smile \ud83d", "\ude00 nul\x00 lone\udc00 end \ud83d", usage=Usage(1, 2))
+    )
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "hi")
+
+    expected = "smile \U0001f600 nul\ufffd lone\ufffd end \ufffd"
+    assert text_of(events) == expected
+    assert events[-1].type == "done"
+    for event in events:  # every event can be sent as UTF-8
+        json.dumps(event.data, ensure_ascii=False).encode("utf-8")
+    answer = await stored(prepared.assistant_message_id)
+    assert (answer.content, answer.status) == (expected, Message.Status.COMPLETE)
+
+
+@pytest.mark.parametrize(
+    ("reason", "usage", "stored_reason", "stored_usage"),
+    [
+        ("x" * 100, Usage(2**40, -5), "x" * 32, (2**31 - 1, 0)),
+        ("a\x00b", Usage(3, 4), "a\ufffdb", (3, 4)),
+        ("length", Usage("many", 4), "length", (None, None)),  # type: ignore[arg-type]
+    ],
+    ids=["long-reason-huge-usage", "nul-in-reason", "usage-not-a-number"],
+)
+async def test_odd_finish_reason_and_usage_are_validated_and_the_text_stored(
+    alice: AbstractBaseUser, reason: str, usage: Usage, stored_reason: str, stored_usage: tuple
+) -> None:
+    service = make_service(ScriptedProvider(words("kept text", reason=reason, usage=usage)))
+
+    prepared, events = await chat(service, alice, "hi")
+
+    assert events[-1].type == "done"
+    assert events[-1].data["finish_reason"] == stored_reason
+    answer = await stored(prepared.assistant_message_id)
+    assert (answer.content, answer.status) == ("kept text", Message.Status.COMPLETE)
+    assert answer.finish_reason == stored_reason
+    assert (answer.prompt_tokens, answer.completion_tokens) == stored_usage
+
+
+async def test_a_refused_final_write_still_stores_the_text(alice: AbstractBaseUser) -> None:
+    service = make_service(ScriptedProvider())
+    prepared = await persistence.prepare_chat(alice.pk, None, "hi", True, MODEL)
+    mid = prepared.assistant_message_id
+    await service.log.open(mid)
+    # Metadata the database refuses (a negative count breaks the column's CHECK) that got
+    # past validation, e.g. a future bug: the answer's text must survive it.
+    outcome = (Message.Status.COMPLETE, "stop", "", {"prompt_tokens": -1, "completion_tokens": 1})
+    await service._finalize(mid, "the whole answer", outcome, done_data(mid, "stop", None))
+
+    answer = await stored(mid)
+    assert (answer.content, answer.status) == ("the whole answer", Message.Status.COMPLETE)
+    assert (answer.prompt_tokens, answer.finish_reason) == (None, "")
 
 
 async def test_provider_error_mid_stream_ends_with_one_error_and_keeps_the_text(
@@ -935,3 +1075,99 @@ async def test_a_replay_id_resumes_a_live_log_from_its_start(alice: AbstractBase
     assert got[0].type == "start"  # tells the client to reset its text
     assert text_of(got) == "one two"
     assert got[-1].type == "done"
+
+
+# --- automatic titles ------------------------------------------------------------------------
+
+
+@sync_to_async
+def conversation_title(conversation_id: str) -> tuple[str, bool]:
+    conversation = Conversation.objects.get(pk=conversation_id)
+    return conversation.title, conversation.title_is_custom
+
+
+async def wait_for_background(service: ChatService) -> None:
+    async with asyncio.timeout(10):
+        while service._background:
+            await asyncio.sleep(0.01)
+
+
+async def test_the_title_request_comes_after_the_final_event(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.CHAT_AUTO_TITLE = True
+    title_asked = asyncio.Event()
+    title_answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def slow_title() -> str:
+        title_asked.set()
+        return await title_answer
+
+    provider = ScriptedProvider(words("an ", "answer"), title=slow_title)
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "  Plan a  trip\nto Kyoto  ")
+
+    # The stream ended while the title request still waits.
+    assert events[-1].type == "done"
+    await asyncio.wait_for(title_asked.wait(), 5)
+    assert await conversation_title(prepared.conversation_id) == ("Plan a trip to Kyoto", False)
+    title_answer.set_result('"Kyoto trip plan."')
+    await wait_for_background(service)
+    assert await conversation_title(prepared.conversation_id) == ("Kyoto trip plan", False)
+    (asked,) = provider.titles
+    assert asked[-1] == {"role": "user", "content": "  Plan a  trip\nto Kyoto  "}
+
+    # The second answer asks for no title.
+    await chat(service, alice, "more", conversation_id=prepared.conversation_id)
+    await wait_for_background(service)
+    assert len(provider.titles) == 1
+
+
+async def test_a_failed_title_keeps_the_cut_question(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.CHAT_AUTO_TITLE = True
+    provider = ScriptedProvider(words("ok"), title=ProviderError("upstream_timeout"))
+    service = make_service(provider)
+
+    prepared, events = await chat(service, alice, "what is a monad")
+    await wait_for_background(service)
+
+    assert events[-1].type == "done"
+    assert len(provider.titles) == 1
+    assert await conversation_title(prepared.conversation_id) == ("what is a monad", False)
+
+
+async def test_no_title_when_off_or_when_the_answer_failed(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.CHAT_AUTO_TITLE = False
+    provider = ScriptedProvider(words("ok"))
+    service = make_service(provider)
+    await chat(service, alice, "first")
+    settings.CHAT_AUTO_TITLE = True
+    failing = ScriptedProvider([ProviderError("upstream_error")])
+    _prepared, events = await chat(make_service(failing), alice, "second", new_conversation=True)
+
+    assert events[-1].type == "error"
+    assert provider.titles == [] and failing.titles == []
+
+
+async def test_a_rename_before_the_title_arrives_wins(
+    alice: AbstractBaseUser, settings: Any
+) -> None:
+    settings.CHAT_AUTO_TITLE = True
+    release = asyncio.Event()
+
+    async def late_title() -> str:
+        await release.wait()
+        return "Generated"
+
+    service = make_service(ScriptedProvider(words("ok"), title=late_title))
+    prepared, _events = await chat(service, alice, "question")
+    await sync_to_async(conversations.rename_conversation)(alice, prepared.conversation_id, "Mine")
+    release.set()
+    await wait_for_background(service)
+
+    assert await conversation_title(prepared.conversation_id) == ("Mine", True)

@@ -63,3 +63,22 @@ def test_is_the_provider_without_key_or_base_url(settings: Any) -> None:
 
     assert isinstance(provider, DemoProvider)
     assert provider.model == "offline-demo"
+
+
+async def test_answers_in_the_interface_language() -> None:
+    messages = [{"role": "user", "content": "hello"}]
+    japanese = "".join(
+        [d.text async for d in DemoProvider(pace=0).astream(messages, language="ja")]
+    )
+    english = "".join([d.text async for d in DemoProvider(pace=0).astream(messages, language="en")])
+
+    assert "オフラインのデモモデル" in japanese and "offline demo model" not in japanese
+    assert "offline demo model" in english and "デモ" not in english
+    assert "hello" in japanese and "hello" in english
+
+
+async def test_any_picked_model_is_answered_by_the_demo() -> None:
+    provider = DemoProvider(pace=0)
+    assert provider.model_for("gpt-4o") == "offline-demo"
+    title = await provider.acomplete([{"role": "user", "content": "  Plan   a trip to Kyoto"}])
+    assert title == "Plan a trip to Kyoto"

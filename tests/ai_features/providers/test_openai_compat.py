@@ -290,3 +290,34 @@ def test_base_url_alone_selects_the_compatible_provider(
 
     assert isinstance(provider, OpenAICompatibleProvider)
     assert provider.client.api_key  # the SDK needs one; any placeholder will do
+
+
+async def test_a_model_per_call_is_sent_upstream(upstream: FakeUpstream) -> None:
+    provider = provider_for(upstream)
+    deltas = [
+        d async for d in provider.astream(ask("hi " + directive(tokens=2)), model="fake-large")
+    ]
+    assert deltas[-1].finish_reason == "stop"
+    _default = [d async for d in provider.astream(ask("hi " + directive(tokens=1)))]
+
+    assert [r["model"] for r in upstream.requests()] == ["fake-large", "fake"]
+    assert provider.model_for(None) == "fake" and provider.model_for("x") == "x"
+
+
+async def test_acomplete_returns_the_whole_short_answer(upstream: FakeUpstream) -> None:
+    provider = provider_for(upstream)
+
+    title = await provider.acomplete(ask("name it " + directive(tokens=3)), max_tokens=24)
+
+    assert title == expected_text("name it " + directive(tokens=3))
+    (request,) = upstream.requests()
+    assert request["max_tokens"] == 24 and not request.get("stream")
+
+
+async def test_acomplete_failures_are_coded(upstream: FakeUpstream) -> None:
+    provider = provider_for(upstream)
+
+    with pytest.raises(ProviderError) as caught:
+        await provider.acomplete(ask("x " + directive(status=429)))
+
+    assert caught.value.code == "upstream_rate_limited"

@@ -35,6 +35,16 @@ INVALID = {
     "nul-character": {"message": "a\u0000b"},
     "include-history-not-bool": {"message": "hi", "include_history": "yes"},
     "conversation-id-not-string": {"message": "hi", "conversation_id": 12},
+    "model-not-offered": {"message": "hi", "model": "other"},
+    "model-not-string": {"message": "hi", "model": 5},
+    "language-unknown": {"message": "hi", "language": "fr"},
+    "new-conversation-not-bool": {"message": "hi", "new_conversation": "yes"},
+    "regenerate-and-edit": {
+        "message": "hi",
+        "regenerate_message_id": str(uuid.uuid4()),
+        "edit_message_id": str(uuid.uuid4()),
+    },
+    "edit-without-message": {"edit_message_id": str(uuid.uuid4())},
 }
 
 
@@ -84,7 +94,7 @@ def test_unknown_fields_are_ignored_and_the_longest_message_is_accepted(stack, m
     tail = " " + directive(tokens=3)
     message = "y" * (MAX_CHARS - len(tail)) + tail
     assert len(message) == MAX_CHARS
-    body = {"message": message, "temperature": 2, "model": "other", "extra": {"a": [1]}}
+    body = {"message": message, "temperature": 2, "extra": {"a": [1]}}
 
     result = user.post_whole(body, via=via)
 

@@ -5,10 +5,13 @@
 const VENDOR_SCRIPTS = ["marked.umd.js", "purify.min.js", "highlight.min.js"];
 const MAX_HIGHLIGHT_CHARS = 60000;
 const MAX_AUTODETECT_CHARS = 8000;
+// highlight.js guesses a language for any text; below this relevance the guess is noise
+// (prose, logs, shell output coloured as some language), so such blocks stay plain.
+export const MIN_AUTODETECT_RELEVANCE = 10;
 
 let engine = null; // { md, purify, hljs } once the libraries are loaded
 let finalPass = false; // read by the code renderer: auto-detect languages only when final
-let labels = { copyCode: "", copy: "", copied: "", code: "" };
+let labels = { copyCode: "", copy: "", copied: "", code: "", table: "" };
 const highlightCache = new Map();
 
 function loadScript(name) {
@@ -70,37 +73,40 @@ function buildMarked(marked) {
         return checked ? "\u2611\uFE0E " : "\u2610\uFE0E ";
       },
       code({ text, lang }) {
-        const language = ((lang || "").match(/^[\w+#.-]*/) || [""])[0].toLowerCase();
-        const body = highlight(text, language, finalPass);
+        const named = ((lang || "").match(/^[\w+#.-]*/) || [""])[0].toLowerCase();
+        const { html, language } = highlight(text, named, finalPass);
         const cls = `hljs${language ? ` language-${language}` : ""}`;
-        return `<pre><code class="${escapeHtml(cls)}">${body}</code></pre>\n`;
+        return `<pre><code class="${escapeHtml(cls)}">${html}</code></pre>\n`;
       },
     },
   });
   return md;
 }
 
+/** {html, language}: highlighted with a named language, or one detected with confidence. */
 function highlight(code, language, final) {
   const hljs = engine && engine.hljs;
-  if (!hljs || code.length > MAX_HIGHLIGHT_CHARS) return escapeHtml(code);
+  const plain = { html: escapeHtml(code), language };
+  if (!hljs || code.length > MAX_HIGHLIGHT_CHARS) return plain;
   const key = `${final ? 1 : 0}\u0000${language}\u0000${code}`;
   const cached = highlightCache.get(key);
   if (cached !== undefined) return cached;
-  let html;
+  let result = plain;
   try {
     if (language && hljs.getLanguage(language)) {
-      html = hljs.highlight(code, { language, ignoreIllegals: true }).value;
+      result = { html: hljs.highlight(code, { language, ignoreIllegals: true }).value, language };
     } else if (!language && final && code.length <= MAX_AUTODETECT_CHARS) {
-      html = hljs.highlightAuto(code).value;
-    } else {
-      html = escapeHtml(code);
+      const guess = hljs.highlightAuto(code);
+      if (guess.language && guess.relevance >= MIN_AUTODETECT_RELEVANCE) {
+        result = { html: guess.value, language: guess.language };
+      }
     }
   } catch {
-    html = escapeHtml(code);
+    result = plain;
   }
   if (highlightCache.size > 300) highlightCache.clear();
-  highlightCache.set(key, html);
-  return html;
+  highlightCache.set(key, result);
+  return result;
 }
 
 const FORBID_TAGS = [
@@ -215,6 +221,9 @@ function decorate(fragment) {
   for (const table of fragment.querySelectorAll("table")) {
     const wrap = document.createElement("div");
     wrap.className = "table-wrap";
+    wrap.tabIndex = 0;
+    wrap.setAttribute("role", "group");
+    wrap.setAttribute("aria-label", labels.table);
     table.replaceWith(wrap);
     wrap.append(table);
   }
@@ -236,6 +245,10 @@ function decorate(fragment) {
     text.textContent = labels.copy;
     button.append(icon(COPY_ICON), text);
     header.append(lang, button);
+    // A long line scrolls sideways: the block must be reachable and named for keyboards.
+    pre.tabIndex = 0;
+    pre.setAttribute("role", "group");
+    pre.setAttribute("aria-label", lang.textContent);
     pre.replaceWith(block);
     block.append(header, pre);
   }

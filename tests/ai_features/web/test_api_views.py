@@ -1,0 +1,164 @@
+"""c3-app's JSON API and streaming fallback, in process (Django's test client): whatever
+a client sends in a query, header, path or body field, the answer is never a 5xx; and the
+two deletes (one conversation's history, everything) need exactly what they say."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ai_features.models import Conversation, Message
+from tests.support.odd_input import (
+    any_text,
+    header_text,
+    ids,
+    json_values,
+    number_text,
+    url_text,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture
+def client(transactional_db: None) -> Client:
+    user = get_user_model().objects.create_user("prop")
+    conversation = Conversation.objects.create(owner=user, title="kept")
+    Message.objects.create(conversation=conversation, role="user", content="kept")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def assert_not_5xx(response: Any) -> None:
+    assert response.status_code < 500, (response.status_code, response.content[:300])
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value).encode()  # ASCII escapes carry lone surrogates too
+
+
+def path_id(value: str) -> str:
+    return quote(value.encode("utf-8", "surrogatepass"), safe="")
+
+
+# --- properties: never a 5xx ------------------------------------------------------------------
+
+
+@PROPERTY
+@given(conversation_id=url_text, limit=number_text, method=st.sampled_from(["get", "delete"]))
+def test_history_query_fields(client: Client, conversation_id: str, limit: str, method: str):
+    response = getattr(client, method)(
+        "/api/ai/chat/history/?"
+        + f"conversation_id={quote(conversation_id, safe='')}&limit={quote(limit, safe='')}"
+    )
+    assert_not_5xx(response)
+    assert Conversation.objects.filter(title="kept").exists() or method == "delete"
+
+
+@PROPERTY
+@given(
+    method=st.sampled_from(["post", "delete"]),
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.fixed_dictionaries({"title": json_values}).map(json_bytes),
+        st.fixed_dictionaries({"confirm": json_values}).map(json_bytes),
+    ),
+)
+def test_conversation_list_bodies(client: Client, method: str, body: bytes) -> None:
+    response = client.generic(
+        method.upper(), "/api/ai/conversations/", data=body, content_type="application/json"
+    )
+    assert_not_5xx(response)
+    if method == "delete" and body != b'{"confirm": "delete_all"}':
+        assert response.status_code == 400
+        assert Conversation.objects.filter(title="kept").exists()
+
+
+@PROPERTY
+@given(
+    conversation_id=ids,
+    method=st.sampled_from(["get", "patch", "delete"]),
+    body=st.fixed_dictionaries({"title": json_values}).map(json_bytes) | st.binary(max_size=100),
+)
+def test_conversation_detail_path_and_body(
+    client: Client, conversation_id: str, method: str, body: bytes
+) -> None:
+    response = client.generic(
+        method.upper(),
+        f"/api/ai/conversations/{path_id(conversation_id)}/",
+        data=body,
+        content_type="application/json",
+    )
+    assert_not_5xx(response)
+
+
+@PROPERTY
+@given(message_id=ids, header=header_text, query=number_text)
+def test_resume_path_header_and_query(
+    client: Client, message_id: str, header: str, query: str
+) -> None:
+    response = client.get(
+        f"/api/ai/chat/stream/{path_id(message_id)}/?last_event_id={quote(query, safe='')}",
+        headers={"Last-Event-ID": header},
+    )
+    assert_not_5xx(response)
+
+
+@PROPERTY
+@given(message_id=ids)
+def test_stop_path(client: Client, message_id: str) -> None:
+    assert_not_5xx(client.post(f"/api/ai/chat/stream/{path_id(message_id)}/stop/"))
+
+
+# Every field of the body, with a conversation id that never names a conversation: nothing
+# here may start a generation (an unknown conversation ends the request before the model).
+stream_bodies = st.one_of(
+    st.binary(max_size=200).filter(lambda b: not b.lstrip().startswith(b"{")),
+    st.fixed_dictionaries(
+        {"message": json_values, "include_history": json_values, "conversation_id": any_text}
+    ).map(json_bytes),
+)
+
+
+@PROPERTY
+@given(body=stream_bodies)
+def test_stream_body_fields(client: Client, body: bytes) -> None:
+    response = client.post("/api/ai/chat/stream/", data=body, content_type="application/json")
+    assert_not_5xx(response)
+
+
+# --- the deletes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", ["", "?conversation_id=", "?conversation_id=abc"])
+def test_clearing_history_without_a_valid_id_deletes_nothing(client: Client, query: str):
+    response = client.delete("/api/ai/chat/history/" + query)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert Message.objects.filter(content="kept").exists()
+
+
+def test_deleting_everything_takes_the_confirmation(client: Client) -> None:
+    refused = client.delete(
+        "/api/ai/conversations/", data=b'{"confirm": "DELETE_ALL"}', content_type="application/json"
+    )
+    assert refused.status_code == 400
+    done = client.delete(
+        "/api/ai/conversations/", data=b'{"confirm": "delete_all"}', content_type="application/json"
+    )
+    assert done.status_code == 200
+    assert not Conversation.objects.exists()
