@@ -555,9 +555,12 @@ class Bench:
                         ],
                     ),  # fmt: skip
                 }
-                # Warm-up: imports, first connections, code paths; not measured.
+                # Warm-up, not measured: imports, first connections, code paths, and each
+                # user's first conversation (with its one title request).
                 for name in ("direct", "relay", "service"):
-                    await run_streams(self.targets[name], message(5, 0.01), 10, timeout=30)
+                    count = self.sizes.users if name == "service" else 10
+                    await run_streams(self.targets[name], message(5, 0.01), count, timeout=60)
+                    await self.settle(self.pids()[name])
                 for scenario in SCENARIOS:  # memory first: later loads leave freed memory
                     if scenario in self.only:
                         started = time.monotonic()
