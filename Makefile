@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-js install assets lint format clean lock upgrade
+.PHONY: run test test-js bench install assets lint format clean lock upgrade
 
 # Exactly the locked set (versions and sha256 hashes, wheels only). When the lock changes,
 # .venv is rebuilt from scratch, so a package dropped from the lock leaves it too.
@@ -44,6 +44,11 @@ test: install assets
 # The chat page's ES modules (stream client, state predicates) under Node's own runner.
 test-js:
 	node --test tests/js/*.test.mjs
+
+# The performance table (bench/README.md): about 5 minutes; needs PostgreSQL at 127.0.0.1.
+bench: install
+	@mkdir -p test-artifacts
+	$(BIN)/python -m bench.run --json test-artifacts/bench.json
 
 lint:
 	$(BIN)/ruff check .

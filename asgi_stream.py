@@ -37,6 +37,8 @@ if __name__ == "__main__":
         port=int(os.environ.get("PORT", "8001")),
         workers=workers,
         timeout_keep_alive=300,
+        loop="uvloop",  # as start_stream.sh
+        http="httptools",
         access_log=False,  # it would print query strings (resume URLs may carry a token)
         # As start_stream.sh: STREAM_GRACEFUL_TIMEOUT, default grace + 15 (40 with grace 25).
         timeout_graceful_shutdown=int(

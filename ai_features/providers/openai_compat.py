@@ -1,13 +1,21 @@
 """Any OpenAI-compatible server (OpenAI, Ollama, vLLM, llama.cpp, LM Studio) via the
-official SDK's AsyncOpenAI, with one shared client per process."""
+official SDK's AsyncOpenAI, with one shared client per process.
+
+The SDK makes the request (auth, retries, timeouts, status errors) and hands over its raw
+streaming response; the chunks are read as lines and parsed with orjson. Letting the SDK
+build a pydantic object per chunk was most of the stream service's CPU (bench/README.md).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+import orjson
 from django.conf import settings
 
 from .base import Delta, ProviderError, Usage
@@ -15,17 +23,41 @@ from .base import Delta, ProviderError, Usage
 logger = logging.getLogger(__name__)
 
 
+def _transport_exceptions() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """(timeouts, other transport errors) of the HTTP client the SDK reads the body with:
+    httpx2 in newer SDKs, httpx before. The SDK's own stream wraps these in APITimeoutError
+    and APIConnectionError; reading the raw body, that mapping is ours."""
+    timeouts: list[type[Exception]] = []
+    errors: list[type[Exception]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        errors.append(module.RequestError)
+    return tuple(timeouts), tuple(errors)
+
+
+_BODY_TIMEOUTS, _BODY_ERRORS = _transport_exceptions()
+
+
+class _UpstreamErrorEvent(Exception):
+    """The upstream sent an `error` object in the stream instead of a chunk."""
+
+
 def _error_code(exc: BaseException, *, started: bool) -> str:
     # Order matters: APITimeoutError is an APIConnectionError.
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, *_BODY_TIMEOUTS)):
         return "upstream_timeout"
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, *_BODY_ERRORS)):
         return "upstream_disconnected" if started else "upstream_unavailable"
     if isinstance(exc, openai.RateLimitError):
         return "upstream_rate_limited"
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return "upstream_auth"
-    if isinstance(exc, ValueError):  # a chunk that is not JSON, or not a chunk
+    # A chunk that is not JSON (orjson's error is a ValueError), or not shaped like a chunk.
+    if isinstance(exc, ValueError | KeyError | TypeError | AttributeError):
         return "upstream_bad_response"
     return "upstream_error"
 
@@ -57,21 +89,30 @@ class OpenAICompatibleProvider:
     def model_for(self, requested: str | None) -> str:
         return requested or self.model
 
-    async def _create(self, messages: list[dict[str, str]], model: str) -> Any:
+    def _create(self, messages: list[dict[str, str]], model: str, *, usage: bool) -> Any:
+        """The SDK's raw streaming response (an async context manager): no chunk objects."""
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+        if usage:
+            kwargs["stream_options"] = {"include_usage": True}
+        return self.client.chat.completions.with_streaming_response.create(**kwargs)
+
+    async def _open(
+        self, stack: contextlib.AsyncExitStack, messages: list[dict[str, str]], model: str
+    ) -> Any:
+        """The request happens here, with the SDK's retries; `stack` closes the response."""
         if self._usage_supported:
             try:
-                return await self.client.chat.completions.create(
-                    **kwargs, stream_options={"include_usage": True}
-                )
+                return await stack.enter_async_context(self._create(messages, model, usage=True))
             except openai.BadRequestError:
                 # Any 400 lands here (a refused prompt too): only a retry that succeeds
                 # without stream_options shows that they were the reason.
-                stream = await self.client.chat.completions.create(**kwargs)
+                response = await stack.enter_async_context(
+                    self._create(messages, model, usage=False)
+                )
                 logger.info("upstream refused stream_options; streaming without usage")
                 self._usage_supported = False
-                return stream
-        return await self.client.chat.completions.create(**kwargs)
+                return response
+        return await stack.enter_async_context(self._create(messages, model, usage=False))
 
     async def astream(
         self,
@@ -84,22 +125,34 @@ class OpenAICompatibleProvider:
         finish_reason: str | None = None
         usage: Usage | None = None
         try:
-            stream = await self._create(messages, self.model_for(model))
-            # `async with` closes the upstream HTTP response on every way out, including
-            # cancellation by the stop button or a shutdown.
-            async with stream:
-                async for chunk in stream:
-                    if chunk.usage is not None:
+            # Leaving the stack closes the upstream HTTP response on every way out,
+            # including cancellation by the stop button or a shutdown.
+            async with contextlib.AsyncExitStack() as stack:
+                response = await self._open(stack, messages, self.model_for(model))
+                async for line in response.iter_lines():
+                    # Server-Sent Events: only `data:` lines carry chunks (the rest are
+                    # blank separators, comments, event names).
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    chunk = orjson.loads(payload)
+                    if "error" in chunk:
+                        raise _UpstreamErrorEvent()
+                    chunk_usage = chunk.get("usage")
+                    if chunk_usage:
                         usage = Usage(
-                            chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0
+                            chunk_usage.get("prompt_tokens") or 0,
+                            chunk_usage.get("completion_tokens") or 0,
                         )
-                    for choice in chunk.choices[:1]:
-                        text = choice.delta.content if choice.delta else None
+                    for choice in (chunk.get("choices") or [])[:1]:
+                        text = (choice.get("delta") or {}).get("content")
                         if text:
                             started = True
                             yield Delta(text=text)
-                        if choice.finish_reason:
-                            finish_reason = choice.finish_reason
+                        if choice.get("finish_reason"):
+                            finish_reason = choice["finish_reason"]
         except ProviderError:
             raise
         except Exception as exc:  # every upstream failure becomes a safe, coded error

@@ -1,0 +1,767 @@
+"""`make bench`: how cheaply c3-app-stream relays tokens, as multiples of Python's floor.
+
+python -m bench.run [--quick] [--sqlite] [--only cpu,gaps,...] [--json PATH] [--profile PATH]
+
+Starts the lean fake upstream (bench/upstream.py), the reference relay (bench/relay.py),
+c3-app-stream exactly as `start_stream.sh` runs it (DEBUG off, a fresh PostgreSQL database
+at 127.0.0.1:5432, or SQLite with --sqlite) and, for the WSGI fallback, c3-app under gunicorn
+with render.yaml's start command. The same load goes straight to the upstream ("direct"),
+through the relay and through the service; see bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import StreamResult, Target, install_fast_loop, run_sequential, run_streams
+
+# The same PostgreSQL server (C3_TEST_POSTGRES) as the integration tests.
+from tests.support.servers import POSTGRES_ADMIN_DSN
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+SCENARIOS = ("memory", "cpu", "ttft", "burst", "gaps", "wsgi")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STREAM_PATH = "/api/ai/chat/stream/"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Loads of the full run (the issue's) and of --quick (a smoke test, same shape)."""
+
+    cpu: tuple[int, int, float] = (100, 100, 0.02)  # streams, tokens, pace
+    gap_levels: tuple[int, ...] = (100, 300, 1000)
+    gap_load: tuple[int, float] = (40, 0.05)  # tokens, pace
+    burst: tuple[int, int, float] = (100, 5, 0.02)
+    single: int = 20  # one-at-a-time streams for the added time to first token
+    memory: tuple[int, int, float] = (300, 20, 0.4)
+    wsgi_load: tuple[int, float] = (40, 0.05)  # tokens, pace; streams = waves x the cap
+    wsgi_waves: int = 3
+    users: int = 100
+    timeout: float = 90.0
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    cpu=(10, 20, 0.02),
+    gap_levels=(10, 30),
+    gap_load=(10, 0.05),
+    burst=(10, 5, 0.02),
+    single=3,
+    memory=(20, 10, 0.2),
+    wsgi_load=(10, 0.05),
+    wsgi_waves=2,
+    users=10,
+    timeout=60.0,
+)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
+
+
+class Process:
+    """A server subprocess with its output in a log file, healthy once `health` answers."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, logs: Path):
+        self.name, self.argv, self.env, self.port = name, argv, env, port
+        self.log_path = logs / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+
+    def start(self, health: str = "/health/", timeout: float = 60) -> Process:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it
+        self.popen = subprocess.Popen(  # noqa: S603 - our own commands
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                get_json(f"http://127.0.0.1:{self.port}{health}", timeout=1)
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (gunicorn's workers), from /proc."""
+    total = 0
+    for each in _descendants(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextlib.contextmanager
+def fresh_database(sqlite: bool, tmp: Path) -> Iterator[dict[str, str]]:
+    if sqlite:
+        yield {"SQLITE_PATH": str(tmp / "bench.sqlite3")}
+        return
+    import psycopg
+
+    name = f"c3_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"DATABASE_URL": f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"}
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def service_env(db_env: dict[str, str], upstream_port: int, tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+    for key in ("DATABASE_URL", "SUPABASE_DB_HOST", "REDIS_URL", "STREAM_API_URL"):
+        env.pop(key, None)
+    env.update(db_env)
+    env.update(
+        {
+            # start_stream.sh runs `uvicorn` from PATH: this virtualenv's.
+            "PATH": os.pathsep.join([str(VENV_BIN), *os.get_exec_path()]),
+            "C3_ENV_FILE": "/nonexistent/.env",  # a developer's .env must not change the figures
+            "DJANGO_SETTINGS_MODULE": "c3_app.settings",
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
+            "STATIC_MANIFEST": "false",
+            "STATIC_ROOT": str(tmp),  # no static files are served here
+            "LOG_LEVEL": "WARNING",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+            "OPENAI_API_KEY": "sk-bench-not-a-key",
+            "OPENAI_MODEL": "fake",
+            # The per-user limits protect the service from one user; here they would only
+            # measure themselves.
+            "CHAT_RATE_LIMIT_PER_MINUTE": "0",
+            "CHAT_MAX_CONCURRENT_STREAMS": "0",
+            "STREAM_TOKEN_MAX_AGE_SECONDS": "3600",
+        }
+    )
+    return env
+
+
+def gunicorn_argv(port: int) -> tuple[list[str], int, int]:
+    """render.yaml's start command for c3-app, on a loopback port; and its workers x threads."""
+    import yaml
+
+    services = yaml.safe_load((ROOT / "render.yaml").read_text())["services"]
+    command = next(s["startCommand"] for s in services if s["name"] == "c3-app")
+    argv = shlex.split(command.replace("$PORT", str(port)).replace("0.0.0.0", "127.0.0.1"))
+    workers = int(argv[argv.index("--workers") + 1]) if "--workers" in argv else 1
+    threads = int(argv[argv.index("--threads") + 1]) if "--threads" in argv else 1
+    return [str(VENV_BIN / argv[0]), *argv[1:]], workers, threads
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+def summary(results: list[StreamResult]) -> dict[str, Any]:
+    ttfts = [r.ttft for r in results if r.ttft is not None]
+    gaps = [g for r in results for g in r.gaps()]
+    errors = Counter(r.error or f"status {r.status}" for r in results if not r.completed)
+    return {
+        "streams": len(results),
+        "completed": sum(r.completed for r in results),
+        "tokens": sum(r.tokens for r in results),
+        "ttft_p50_ms": ms(percentile(ttfts, 50)),
+        "ttft_p99_ms": ms(percentile(ttfts, 99)),
+        "gap_p50_ms": ms(percentile(gaps, 50)),
+        "gap_p99_ms": ms(percentile(gaps, 99)),
+        "failures": dict(errors),
+    }
+
+
+def most_open_at_once(results: list[StreamResult]) -> int:
+    """How many streams were delivering at the same moment (first token .. end)."""
+    edges = []
+    for r in results:
+        if r.first_token_at is not None and r.ended_at is not None:
+            edges += [(r.first_token_at, 1), (r.ended_at, -1)]
+    most = current = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
+        current += step
+        most = max(most, current)
+    return most
+
+
+def message(tokens: int, pace: float) -> str:
+    return f"bench [[fake tokens={tokens} pace={pace}]]"
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args, self.tmp = args, tmp
+        self.sizes = QUICK if args.quick else FULL
+        self.only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+        self.figures: dict[str, Any] = {}
+        self.logs = tmp / "logs"
+        self.logs.mkdir()
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def upstream_stats(self) -> dict[str, float]:
+        return get_json(f"http://127.0.0.1:{self.upstream.port}/_stats")
+
+    async def load(
+        self, name: str, count: int, text: str, pid: int | None = None, *, patient: bool = False
+    ) -> dict[str, Any]:
+        """One burst of `count` streams against target `name`, with CPU per token.
+
+        `patient`: wait up to the full timeout, so that CPU per token covers every stream
+        even on a server that falls far behind (latency scenarios give up sooner)."""
+        target = self.targets[name]
+        before_up = self.upstream_stats()
+        before_cpu = cpu_seconds(pid) if pid else 0.0
+        timeout = self.sizes.timeout if patient else self.timeout_for(text)
+        results = await run_streams(target, text, count, timeout=timeout)
+        await self.settle(pid)
+        after_up = self.upstream_stats()
+        figures = summary(results)
+        produced = after_up["tokens"] - before_up["tokens"]
+        up_cpu = after_up["cpu_seconds"] - before_up["cpu_seconds"]
+        up_per_token = round(up_cpu / produced * 1e6, 2) if produced else None
+        figures["upstream_cpu_per_token_us"] = up_per_token
+        if pid:
+            relayed = figures["tokens"]
+            cpu = cpu_seconds(pid) - before_cpu
+            figures["cpu_per_token_us"] = round(cpu / relayed * 1e6, 2) if relayed else None
+            if relayed and produced and up_cpu > 0:
+                figures["cpu_ratio_to_upstream"] = round((cpu / relayed) / (up_cpu / produced), 2)
+        figures["results"] = results
+        return figures
+
+    def timeout_for(self, text: str) -> float:
+        """Generous for a slow server, yet bounded: an overloaded one shows up as streams
+        not completed, not as a benchmark that never ends."""
+        tokens, pace = (float(v.split("=")[1]) for v in text.strip("]").split()[-2:])
+        return min(self.sizes.timeout, tokens * pace * 3 + 10)
+
+    @staticmethod
+    async def settle(pid: int | None, quiet_share: float = 0.05, limit: float = 15) -> None:
+        """Wait until the server is idle again (it may still be storing final states, or
+        generating streams whose reader timed out), so the next load starts from zero."""
+        await asyncio.sleep(0.3)
+        if not pid:
+            return
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            before = cpu_seconds(pid)
+            await asyncio.sleep(0.5)
+            if cpu_seconds(pid) - before <= 0.5 * quiet_share:
+                return
+
+    @staticmethod
+    def public(figures: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in figures.items() if k != "results"}
+
+    # --- scenarios ---------------------------------------------------------------------
+
+    async def memory(self) -> None:
+        count, tokens, pace = self.sizes.memory
+        pid = self.service.pid
+        before = rss_kib(pid)
+        results: list[StreamResult] = []
+        text = message(tokens, pace)
+        task = asyncio.create_task(
+            run_streams(
+                self.targets["service"], text, count,
+                timeout=self.sizes.timeout, results=results,
+            )
+        )  # fmt: skip
+        # Sample while every stream is open (all have their first token, none ended).
+        peak, deadline = before, time.monotonic() + tokens * pace * 0.8
+        while time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.1)
+            peak = max(peak, rss_kib(pid))
+            started = sum(r.first_token_at is not None for r in results)
+            if results and started == count:
+                break
+        open_streams = sum(r.first_token_at is not None and r.ended_at is None for r in results)
+        peak = max(peak, rss_kib(pid))
+        await task
+        await self.settle(pid)
+        self.figures["memory"] = {
+            "streams": count,
+            "open_when_sampled": open_streams,
+            "rss_before_kib": before,
+            "rss_open_kib": peak,
+            "per_stream_kib": round((peak - before) / max(open_streams, 1), 1),
+            "completed": sum(r.completed for r in results),
+        }
+
+    async def cpu(self) -> None:
+        count, tokens, pace = self.sizes.cpu
+        text = message(tokens, pace)
+        out: dict[str, Any] = {"streams": count, "tokens": tokens, "pace_s": pace}
+        profiler = self.start_profiler() if self.args.profile else None
+        for name, pid in self.pids().items():
+            if name != "service" and profiler:
+                continue
+            out[name] = self.public(await self.load(name, count, text, pid, patient=True))
+        if profiler:
+            self.stop_profiler(profiler)
+            for name, pid in self.pids().items():
+                if name != "service":
+                    out[name] = self.public(await self.load(name, count, text, pid, patient=True))
+        relay, service = out["relay"], out["service"]
+        if relay.get("cpu_per_token_us") and service.get("cpu_per_token_us"):
+            service["cpu_ratio_to_relay"] = round(
+                service["cpu_per_token_us"] / relay["cpu_per_token_us"], 2
+            )
+        out["streams_per_core_at_50_tokens_per_s"] = {
+            name: int(1e6 / (out[name]["cpu_per_token_us"] * 50))
+            for name in ("relay", "service")
+            if out[name].get("cpu_per_token_us")
+        }
+        self.figures["cpu"] = out
+
+    async def ttft(self) -> None:
+        """Added time to first token, one stream at a time."""
+        out: dict[str, Any] = {"streams": self.sizes.single}
+        for name in ("direct", "relay", "service"):
+            results = await run_sequential(
+                self.targets[name], message(3, 0), self.sizes.single, timeout=30
+            )
+            out[name] = self.public(summary(results))
+        self.added(out, "ttft_p50_ms")
+        self.figures["ttft_single"] = out
+
+    async def burst(self) -> None:
+        count, tokens, pace = self.sizes.burst
+        out: dict[str, Any] = {"streams": count}
+        for name in ("direct", "relay", "service"):
+            out[name] = self.public(await self.load(name, count, message(tokens, pace)))
+        self.added(out, "ttft_p50_ms")
+        self.added(out, "ttft_p99_ms")
+        self.figures["ttft_burst"] = out
+
+    @staticmethod
+    def added(out: dict[str, Any], key: str) -> None:
+        direct = out["direct"].get(key)
+        for name in ("relay", "service"):
+            value = out[name].get(key)
+            if direct is not None and value is not None:
+                out[name][f"added_{key}"] = round(value - direct, 2)
+
+    async def gaps(self) -> None:
+        tokens, pace = self.sizes.gap_load
+        out: dict[str, Any] = {"tokens": tokens, "pace_s": pace, "levels": {}}
+        best: dict[str, int] = {}
+        for level in self.sizes.gap_levels:
+            row = {}
+            for name, pid in self.pids().items():
+                figures = self.public(await self.load(name, level, message(tokens, pace), pid))
+                row[name] = figures
+                p99 = figures["gap_p99_ms"]
+                if figures["completed"] == level and p99 is not None and p99 < 100:
+                    best[name] = max(best.get(name, 0), level)
+            out["levels"][str(level)] = row
+        out["max_streams_gap_p99_under_100ms"] = {
+            name: best.get(name, 0) for name in ("direct", "relay", "service")
+        }
+        self.figures["gaps"] = out
+
+    async def wsgi(self) -> None:
+        """The WSGI fallback holds one worker thread per open stream: streams beyond
+        workers x threads wait for a thread, which their time to first token shows."""
+        port = free_port()
+        argv, workers, threads = gunicorn_argv(port)
+        cap = workers * threads
+        gunicorn = Process("gunicorn", argv, self.env, port, self.logs).start()
+        try:
+            tokens, pace = self.sizes.wsgi_load
+            creds = self.credentials
+            self.targets["wsgi"] = Target(
+                "wsgi", "127.0.0.1", port, STREAM_PATH,
+                headers=[
+                    {
+                        "Cookie": f"sessionid={c['session_key']}; csrftoken={c['csrf_cookie']}",
+                        "X-CSRFToken": c["csrf_header"],
+                    }
+                    for c in creds
+                ],
+            )  # fmt: skip
+            # Each worker imports the app and starts its core loop on its first request.
+            for _ in range(2):
+                await run_streams(self.targets["wsgi"], message(2, 0.01), cap, timeout=60)
+            count = cap * self.sizes.wsgi_waves
+            figures = await self.load("wsgi", count, message(tokens, pace), gunicorn.pid)
+            results = figures.pop("results")
+            first = sorted(r.ttft for r in results if r.ttft is not None)
+            self.figures["wsgi"] = {
+                "command": shlex.join([Path(argv[0]).name, *argv[1:]]),
+                "workers": workers,
+                "threads": threads,
+                "cap": cap,
+                "stream_seconds": round(tokens * pace, 2),
+                "most_open_at_once": most_open_at_once(results),
+                # The first `cap` streams start at once; the next wave waits for a thread.
+                "ttft_first_wave_p99_ms": ms(percentile(first[:cap], 99)),
+                "ttft_next_waves_p50_ms": ms(percentile(first[cap:], 50)),
+                **figures,
+            }
+        finally:
+            gunicorn.stop()
+
+    # --- profiler ----------------------------------------------------------------------
+
+    def start_profiler(self) -> subprocess.Popen:
+        return subprocess.Popen(  # noqa: S603
+            [str(VENV_BIN / "py-spy"), "record", "--pid", str(self.service.pid), "--rate", "250",
+             "--format", "raw", "--output", str(self.args.profile), "--threads"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop_profiler(self, profiler: subprocess.Popen) -> None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
+        self.figures["profile"] = summarise_profile(Path(self.args.profile))
+
+    # --- the run -----------------------------------------------------------------------
+
+    def pids(self) -> dict[str, int]:
+        return {"direct": 0, "relay": self.relay.pid, "service": self.service.pid}
+
+    async def run(self) -> dict[str, Any]:
+        with fresh_database(self.args.sqlite, self.tmp) as db_env:
+            up_port, relay_port, service_port = free_port(), free_port(), free_port()
+            python = str(VENV_BIN / "python")
+            self.upstream = Process(
+                "upstream", [python, "-m", "bench.upstream", "--port", str(up_port)],
+                dict(os.environ), up_port, self.logs,
+            ).start()  # fmt: skip
+            self.relay = Process(
+                "relay",
+                [python, "-m", "bench.relay", "--port", str(relay_port),
+                 "--upstream", f"127.0.0.1:{up_port}"],
+                dict(os.environ), relay_port, self.logs,
+            )  # fmt: skip
+            self.env = service_env(db_env, up_port, self.tmp)
+            self.service = Process(
+                "service", ["bash", "start_stream.sh"], {**self.env, "PORT": str(service_port)},
+                service_port, self.logs,
+            )  # fmt: skip
+            try:
+                self.relay.start()
+                subprocess.run(  # noqa: S603
+                    [python, "manage.py", "migrate", "--noinput", "-v", "0"],
+                    cwd=ROOT, env=self.env, check=True,
+                )  # fmt: skip
+                self.credentials = json.loads(
+                    subprocess.run(  # noqa: S603
+                        [python, "-m", "bench.credentials", str(self.sizes.users)],
+                        cwd=ROOT,
+                        env=self.env,
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout  # fmt: skip
+                )
+                self.service.start()
+                self.targets = {
+                    "direct": Target(
+                        "direct", "127.0.0.1", up_port, "/v1/chat/completions", kind="openai"
+                    ),
+                    "relay": Target("relay", "127.0.0.1", relay_port, STREAM_PATH),
+                    "service": Target(
+                        "service",
+                        "127.0.0.1",
+                        service_port,
+                        STREAM_PATH,
+                        headers=[
+                            {"Authorization": f"Bearer {c['stream_token']}"}
+                            for c in self.credentials
+                        ],
+                    ),  # fmt: skip
+                }
+                # Warm-up, not measured: imports, first connections, code paths, and each
+                # user's first conversation (with its one title request).
+                for name in ("direct", "relay", "service"):
+                    count = self.sizes.users if name == "service" else 10
+                    await run_streams(self.targets[name], message(5, 0.01), count, timeout=60)
+                    await self.settle(self.pids()[name])
+                for scenario in SCENARIOS:  # memory first: later loads leave freed memory
+                    if scenario in self.only:
+                        started = time.monotonic()
+                        await getattr(self, scenario)()
+                        print(f"  {scenario}: {time.monotonic() - started:.1f} s", file=sys.stderr)
+            finally:
+                for process in (self.service, self.relay, self.upstream):
+                    process.stop()
+        return self.figures
+
+
+# --------------------------------------------------------------------------- profile
+
+
+PROFILE_GROUPS = {
+    "openai SDK + pydantic (building chunk objects)": ("(openai/", "(pydantic"),
+    "httpx/httpcore (upstream HTTP)": ("(httpx/", "(httpcore/", "(h11/"),
+    "database (Django ORM, psycopg/sqlite3, sync_to_async)": (
+        "(django/db/",
+        "(psycopg/",
+        "sqlite3",
+        "(asgiref/",
+    ),
+    "auth (stream token, session, user)": ("auth/tokens.py", "(django/contrib/"),
+    "sse-starlette + anyio (SSE response)": ("(sse_starlette/", "(anyio/"),
+    "uvicorn (HTTP server)": ("(uvicorn/",),
+    "starlette/fastapi (routing, middleware)": ("(starlette/", "(fastapi/"),
+    "streaming core (ai_features/chat)": ("ai_features/chat/",),
+    "json": ("(json/",),
+    "asyncio (event loop, tasks)": ("(asyncio/", "uvloop"),
+}
+# Stack tops where a thread only waits (py-spy counts a few of these as active): a DB
+# round trip, an idle executor thread, the event loop in epoll.
+WAITING_LEAVES = (
+    "Connection.wait (psycopg/",
+    "_worker (concurrent/futures/thread.py",
+    "Runner.run (asyncio/runners.py",
+    "wait (threading.py",
+    "select (selectors.py",
+)
+
+
+def _innermost_group(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for group, needles in PROFILE_GROUPS.items():
+            if any(needle in frame for needle in needles):
+                return group
+    return "other"
+
+
+def summarise_profile(path: Path) -> dict[str, Any]:
+    """Where the service's CPU goes: shares of the busy samples per group (each sample goes
+    to the group of its innermost frame that belongs to one: time in pydantic called by
+    the SDK counts for the SDK, not for the core that called the SDK), per thread, and the
+    functions on top of the stack; plus the share of samples that were only waiting."""
+    total = waiting = 0
+    groups, leaves, threads = Counter(), Counter(), Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        if frames[-1].startswith(WAITING_LEAVES):
+            waiting += count
+            continue
+        # With --threads the first frame names the thread: "process 12:"python ..."" etc.
+        threads[frames[0].rsplit('"', 2)[-2] if frames[0].count('"') >= 2 else frames[0]] += count
+        groups[_innermost_group(frames)] += count
+        leaves[frames[-1]] += count
+    busy = total - waiting
+
+    def share(n: int) -> float:
+        return round(100 * n / busy, 1) if busy else 0.0
+
+    return {
+        "samples": total,
+        "waiting_percent_of_samples": round(100 * waiting / total, 1) if total else 0.0,
+        "busy_threads_percent": {name: share(n) for name, n in threads.most_common(5)},
+        "busy_groups_percent": {name: share(n) for name, n in groups.most_common()},
+        "top_functions_percent": {name: share(n) for name, n in leaves.most_common(15)},
+    }
+
+
+# --------------------------------------------------------------------------- output
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    import django
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "platform": platform.platform(),
+    }
+
+
+def fmt(value: Any, suffix: str = "") -> str:
+    return "-" if value is None else f"{value}{suffix}"
+
+
+def incomplete(figures: dict[str, Any]) -> str:
+    done, streams = figures["completed"], figures["streams"]
+    return "" if done == streams else f" ({done}/{streams} done)"
+
+
+def table(figures: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str, str]] = []
+    cpu = figures.get("cpu")
+    if cpu:
+        label = f"CPU/token µs ({cpu['streams']}×{cpu['tokens']} @{cpu['pace_s'] * 1000:.0f}ms)"
+        up = cpu["service"].get("upstream_cpu_per_token_us")
+        rows.append((label, fmt(up), fmt(cpu["relay"].get("cpu_per_token_us")),
+                     fmt(cpu["service"].get("cpu_per_token_us")), ""))  # fmt: skip
+        rows.append(("  × upstream CPU/token", "1", fmt(cpu["relay"].get("cpu_ratio_to_upstream")),
+                     fmt(cpu["service"].get("cpu_ratio_to_upstream")), "≤ 2.5"))  # fmt: skip
+        rows.append(("  × reference relay", "", "1", fmt(cpu["service"].get("cpu_ratio_to_relay")),
+                     "≤ 1.3 (stretch)"))  # fmt: skip
+        per_core = cpu["streams_per_core_at_50_tokens_per_s"]
+        rows.append(("streams per core @ 50 tok/s", "", fmt(per_core.get("relay")),
+                     fmt(per_core.get("service")), ""))  # fmt: skip
+    single = figures.get("ttft_single")
+    if single:
+        rows.append(("TTFT one at a time p50 ms", fmt(single["direct"]["ttft_p50_ms"]),
+                     fmt(single["relay"]["ttft_p50_ms"]), fmt(single["service"]["ttft_p50_ms"]),
+                     "+≤ 10 over direct"))  # fmt: skip
+    burst = figures.get("ttft_burst")
+    if burst:
+        for key in ("ttft_p50_ms", "ttft_p99_ms"):
+            rows.append((f"TTFT {burst['streams']} at once {key[5:8]} ms",
+                         fmt(burst["direct"][key]), fmt(burst["relay"][key]),
+                         fmt(burst["service"][key]),
+                         "+≤ 250 over direct" if key == "ttft_p99_ms" else ""))  # fmt: skip
+    gaps = figures.get("gaps")
+    if gaps:
+        for level, row in gaps["levels"].items():
+            for key in ("gap_p50_ms", "gap_p99_ms"):
+                cells = [
+                    fmt(row[n][key]) + incomplete(row[n]) for n in ("direct", "relay", "service")
+                ]
+                target = "≤ 100 (at 300)" if key == "gap_p99_ms" else ""
+                rows.append((f"gap {level} streams {key[4:7]} ms", *cells, target))
+        best = gaps["max_streams_gap_p99_under_100ms"]
+        rows.append(("most streams, gap p99 < 100 ms", fmt(best["direct"]), fmt(best["relay"]),
+                     fmt(best["service"]), f"of {list(gaps['levels'])}"))  # fmt: skip
+    memory = figures.get("memory")
+    if memory:
+        rows.append((f"memory per open stream KiB ({memory['open_when_sampled']} open)", "", "",
+                     fmt(memory["per_stream_kib"]), "≤ 64"))  # fmt: skip
+    lines = [f"{'figure':44} {'direct':>14} {'relay':>14} {'service':>20}  target"]
+    lines += [f"{a:44} {b:>14} {c:>14} {d:>20}  {e}" for a, b, c, d, e in rows]
+    wsgi = figures.get("wsgi")
+    if wsgi:
+        lines.append(
+            f"WSGI fallback ({wsgi['workers']} workers × {wsgi['threads']} threads = "
+            f"{wsgi['cap']} streams): {wsgi['streams']} streams of {wsgi['stream_seconds']} s "
+            f"-> at most {wsgi['most_open_at_once']} open at once; TTFT first wave p99 "
+            f"{fmt(wsgi['ttft_first_wave_p99_ms'])} ms, later waves p50 "
+            f"{fmt(wsgi['ttft_next_waves_p50_ms'])} ms; "
+            f"CPU/token {fmt(wsgi.get('cpu_per_token_us'))} µs"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small loads (a smoke test)")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--profile", type=Path, help="py-spy the service under the CPU load")
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(SCENARIOS) if args.only else set()
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    loop = install_fast_loop()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="c3-bench-") as tmp:
+        bench = Bench(args, Path(tmp))
+        figures = asyncio.run(bench.run())
+    figures["run"] = {
+        "database": "sqlite" if args.sqlite else "postgresql",
+        "quick": args.quick,
+        "client_loop": loop,
+        "seconds": round(time.monotonic() - started, 1),
+        "machine": machine(),
+    }
+    print(table(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
