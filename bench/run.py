@@ -211,15 +211,23 @@ def service_env(db_env: dict[str, str], upstream_port: int, tmp: Path) -> dict[s
 
 
 def gunicorn_argv(port: int) -> tuple[list[str], int, int]:
-    """render.yaml's start command for c3-app, on a loopback port; and its workers x threads."""
+    """render.yaml's start command for c3-app, on a loopback port; and its workers x threads
+    (gunicorn.conf.py's, from WEB_CONCURRENCY and GUNICORN_THREADS unless the command says)."""
     import yaml
 
     services = yaml.safe_load((ROOT / "render.yaml").read_text())["services"]
-    command = next(s["startCommand"] for s in services if s["name"] == "c3-app")
-    argv = shlex.split(command.replace("$PORT", str(port)).replace("0.0.0.0", "127.0.0.1"))
-    workers = int(argv[argv.index("--workers") + 1]) if "--workers" in argv else 1
-    threads = int(argv[argv.index("--threads") + 1]) if "--threads" in argv else 1
-    return [str(VENV_BIN / argv[0]), *argv[1:]], workers, threads
+    app = next(s for s in services if s["name"] == "c3-app")
+    argv = shlex.split(app["startCommand"].replace("$PORT", str(port)))
+    env = {v["key"]: str(v["value"]) for v in app.get("envVars", []) if "value" in v}
+    workers = int(env.get("WEB_CONCURRENCY", os.environ.get("WEB_CONCURRENCY", "2")))
+    threads = int(env.get("GUNICORN_THREADS", os.environ.get("GUNICORN_THREADS", "8")))
+    if "--workers" in argv:
+        workers = int(argv[argv.index("--workers") + 1])
+    if "--threads" in argv:
+        threads = int(argv[argv.index("--threads") + 1])
+    # On the command line, these win over gunicorn.conf.py (which binds 0.0.0.0:$PORT).
+    extra = ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads)]
+    return [str(VENV_BIN / argv[0]), *argv[1:], *extra], workers, threads
 
 
 # --------------------------------------------------------------------------- figures
