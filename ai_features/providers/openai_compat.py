@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -60,6 +61,16 @@ def _error_code(exc: BaseException, *, started: bool) -> str:
     if isinstance(exc, ValueError | KeyError | TypeError | AttributeError):
         return "upstream_bad_response"
     return "upstream_error"
+
+
+def _parse_chunk(payload: str | bytes) -> dict[str, Any]:
+    """One chunk's JSON. orjson is the fast path; it refuses lone surrogate escapes
+    (`"\\ud83d"`), which models do send (an emoji split across two chunks), so those few
+    chunks go through the standard parser and on to the text normaliser (chat/text.py)."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
 
 
 class OpenAICompatibleProvider:
@@ -137,7 +148,7 @@ class OpenAICompatibleProvider:
                     payload = line[5:].strip()
                     if payload == "[DONE]":
                         break
-                    chunk = orjson.loads(payload)
+                    chunk = _parse_chunk(payload)
                     if "error" in chunk:
                         raise _UpstreamErrorEvent()
                     chunk_usage = chunk.get("usage")
