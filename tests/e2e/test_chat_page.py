@@ -125,6 +125,24 @@ def test_markdown_renders_while_streaming_and_at_the_end(make_user, screenshots)
     assert user.console_errors == []
 
 
+def test_a_code_block_without_a_language_is_not_coloured_by_a_guess(make_user):
+    """Issue 11 defect 6: highlight only a named or confidently detected language. The
+    block's text is what highlight.js guesses vbnet or sql for (relevance 3 of >= 10)."""
+    user = make_user()
+    user.login()
+    chat = ChatPage(user.page)
+    answer = chat.send("Unlabelled code [[fake reply=plain_code]]")
+    chat.wait_status(answer, "complete")
+    code = answer.locator(".message-content .code-block code")
+    expect(code).to_have_count(1)
+    expect(code).to_contain_text("Step 2: choose a model and save it.")
+    expect(code).to_contain_text("drwxr-xr-x 2 user user 4096")
+    # Rendered at the end too (auto-detection runs only on the final pass), yet plain.
+    expect(code).to_have_attribute("class", "hljs")
+    expect(code.locator("span[class^='hljs-']")).to_have_count(0)
+    assert user.console_errors == []
+
+
 def test_hostile_answer_is_shown_as_text_and_never_runs(make_user, e2e_stack):
     user = make_user()
     user.login()

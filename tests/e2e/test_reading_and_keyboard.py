@@ -135,6 +135,7 @@ def test_shortcuts_and_their_help_dialog(make_user):
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("New chat")
     expect(dialog).to_contain_text("Search conversations")
+    expect(dialog).to_contain_text("Stop generating")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
 

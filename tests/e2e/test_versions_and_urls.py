@@ -276,3 +276,24 @@ def test_new_chat_clicks_create_no_rows(make_user, e2e_stack):
     chat.send_and_complete("Now one [[fake tokens=2]]")
     assert len(conversation_ids(page, e2e_stack.app_url)) == 1
     assert user.console_errors == []
+
+
+def test_back_after_logging_in_goes_to_the_chat(make_user, e2e_stack):
+    """Issue 11 defect 4: Back to the login page once logged in shows the chat, not the
+    login form with "Your account doesn't have access to this page"."""
+    user = make_user(locale="en-US")
+    page = user.page
+    page.goto(f"{e2e_stack.app_url}/ai/chat/")  # anonymous: sent to the login form
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next="))
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", user.password)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/")
+    page.go_back()
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/")
+    expect(page.locator("#chat-input")).to_be_visible()
+    expect(page.locator("#id_password")).to_have_count(0)
+    # The login page itself, opened directly, sends a logged-in user to the chat too.
+    page.goto(f"{e2e_stack.app_url}/accounts/login/")
+    expect(page).to_have_url(f"{e2e_stack.app_url}/ai/chat/")
+    assert user.console_errors == []

@@ -250,3 +250,80 @@ test("detach: no more updates and no reconnects", async () => {
   assert.equal(rec.types().at(-1), "reconnecting");
   assert.equal(service.calls.length, 1);
 });
+
+// Issue 8 item 5: after the stream service is killed and restarted, the resume is a replay
+// from the database (a `start`, then the saved text, seconds behind what was streamed,
+// then `error` `interrupted`). What the reader already saw must stay on screen.
+const REPLAY_ID = 1_000_000_001; // the server's replay ids (service.REPLAY_ID_BASE + 1)
+
+function textLengths(updates) {
+  return updates.filter((u) => u.type === "start" || u.type === "text").map((u) => u.text.length);
+}
+
+test("a replay after a crash never shows less than was shown, and ends interrupted", async () => {
+  const service = fakeService([
+    eventStream(
+      [
+        sse(1, START),
+        sse(2, { type: "content", content: "one " }),
+        sse(3, { type: "content", content: "two " }),
+        sse(4, { type: "content", content: "three " }),
+      ],
+      { drop: true },
+    ),
+    new TypeError("Failed to fetch"), // the service is down
+    eventStream([
+      sse(REPLAY_ID, START),
+      sse(REPLAY_ID + 1, { type: "content", content: "one " }), // all that was saved
+      ": ping\n\n",
+      sse(REPLAY_ID + 2, { type: "error", content: "interrupted", code: "interrupted" }),
+    ]),
+  ]);
+  const rec = recorder();
+  const c = client(service, rec);
+  c.start();
+  const end = await rec.ended;
+  assert.deepEqual([end.status, end.code], ["interrupted", "interrupted"]);
+  const lengths = textLengths(rec.updates);
+  for (let i = 1; i < lengths.length; i += 1) {
+    assert.ok(lengths[i] >= lengths[i - 1], `shown text shrank: ${lengths}`);
+  }
+  const replayStart = rec.updates.filter((u) => u.type === "start")[1];
+  assert.equal(replayStart.text, "one two three ");
+  assert.equal(rec.updates.findLast((u) => u.type === "text").text, "one two three ");
+  assert.equal(service.calls[2].headers["Last-Event-ID"], "4");
+  // The client's own event text follows the replay's ids, for a later resume.
+  assert.deepEqual([c.text, c.lastEventId], ["one ", REPLAY_ID + 2]);
+});
+
+test("a replay that gets past what was shown carries on from the replay", async () => {
+  const service = fakeService([
+    eventStream([sse(1, START), sse(2, { type: "content", content: "one " })], { drop: true }),
+    eventStream([
+      sse(REPLAY_ID, START),
+      sse(REPLAY_ID + 1, { type: "content", content: "one two " }),
+      sse(REPLAY_ID + 2, { type: "content", content: "three" }),
+      sse(REPLAY_ID + 3, { type: "error", content: "", code: "interrupted" }),
+    ]),
+  ]);
+  const rec = recorder();
+  client(service, rec).start();
+  await rec.ended;
+  assert.deepEqual(
+    rec.updates.filter((u) => u.type === "text").map((u) => u.text),
+    ["one ", "one two ", "one two three"],
+  );
+});
+
+test("a resume after a reload keeps the text it was given through a shorter replay", async () => {
+  const service = fakeService([
+    eventStream([sse(REPLAY_ID, START), sse(REPLAY_ID + 1, { type: "content", content: "saved" }), sse(REPLAY_ID + 2, { type: "error", content: "", code: "interrupted" })]),
+  ]);
+  const rec = recorder();
+  const c = client(service, rec, { body: null, messageId: "m1", lastEventId: 9, text: "saved and more" });
+  c.resume();
+  const end = await rec.ended;
+  assert.equal(end.status, "interrupted");
+  assert.deepEqual(textLengths(rec.updates), ["saved and more".length, "saved and more".length]);
+  assert.equal(service.calls[0].headers["Last-Event-ID"], "9");
+});

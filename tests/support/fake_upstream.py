@@ -19,7 +19,7 @@ the reply (echo=1 dumps the messages verbatim, directive included). Keys:
     status_times=K      ...only for the first K requests of this scenario (see id)
     id=NAME             names the scenario that status_times counts
     retry_after=S       Retry-After for 429/5xx (default 0, see _error_response)
-    reply=NAME          canned text instead of tok0..: markdown | xss | japanese
+    reply=NAME          canned text instead of tok0..: markdown | xss | plain_code | japanese
     echo=1              reply with the JSON of the received messages (role+content)
     reject_stream_options=1  400 if the request has stream_options (old servers)
     chunks=NAME         send the RAW_CHUNKS list NAME as the content deltas, exactly
@@ -107,6 +107,18 @@ CANNED_REPLIES: dict[str, str] = {
         "[click](javascript:window.__xss=1)\n"
         "\n"
         "A [normal link](https://example.com/safe) at the end.\n"
+    ),
+    # A code block without a language holding text that highlight.js would guess a
+    # language for with low relevance (vbnet, sql): it must stay plain on the page.
+    "plain_code": (
+        "Output:\n"
+        "\n"
+        "```\n"
+        "Step 1: open the settings page.\n"
+        "Step 2: choose a model and save it.\n"
+        "total 12\n"
+        "drwxr-xr-x 2 user user 4096 Jan  1 10:00 docs\n"
+        "```\n"
     ),
     "japanese": (
         "こんにちは、世界。今日はとても良い天気ですね。日本語のストリーミング表示を確認しています。"

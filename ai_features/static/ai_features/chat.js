@@ -906,7 +906,10 @@ function onAnswerUpdate(answer, update) {
       setNotice(article, null);
       break;
     case "start": {
-      info.text = "";
+      // A replay (a resume after a crash or a restart) starts over with what the server
+      // saved, which can be less than what is on screen: keep showing that until the
+      // replay has more (the client's update.text), and no dots over it.
+      info.text = update.text || "";
       if (update.messageId) article.dataset.messageId = update.messageId;
       if (update.conversationId && update.conversationId !== answer.conversationId) {
         const wasCurrent = state.currentId === answer.conversationId;
@@ -929,7 +932,7 @@ function onAnswerUpdate(answer, update) {
         info.versions = { index: ids.length, count: ids.length, ids };
       }
       if (update.model) info.model = update.model;
-      setTyping(article, true);
+      setTyping(article, !info.text);
       scheduleRender(article);
       writeInflight(answer);
       announce(t("generating"));

@@ -5,8 +5,10 @@
 //
 // Updates passed to onUpdate(update):
 //   {type: "connecting", mode: "post" | "resume"}
-//   {type: "start", messageId, conversationId, userMessageId, parentId, model}  text is ""
-//   {type: "text", text}                      the whole answer so far
+//   {type: "start", messageId, conversationId, userMessageId, parentId, model, text}
+//                             text: what to keep showing ("" for a new answer; on a replay,
+//                             the text already shown, which the replay must not wipe)
+//   {type: "text", text}      the whole answer so far, never shorter than text shown before
 //   {type: "reconnecting", attempt, delayMs}  the connection dropped; trying again
 //   {type: "reconnected"}                     events flow again after "reconnecting"
 //   {type: "end", status, finishReason?, usage?, model?, code?, content?, retryAfter?,
@@ -49,6 +51,11 @@ export class StreamClient {
     this.messageId = messageId;
     this.lastEventId = lastEventId;
     this.text = text;
+    // The longest text shown for this answer. `text` restarts from "" at every `start`
+    // (it must match lastEventId), but a replay from the database after a crash holds
+    // only what was saved, seconds behind what the reader already showed: the page keeps
+    // showing the longer of the two (the saved text is a prefix of the streamed one).
+    this.shown = text;
     this.isOnline = isOnline;
     this.waitOnline = waitOnline;
     this.canAutoResume = canAutoResume;
@@ -148,7 +155,9 @@ export class StreamClient {
     }
     switch (data.type) {
       case "start":
-        // Every start means "the text begins here": replays start from empty.
+        // Every start means "the event text begins here": replays start from empty. What
+        // was already shown stays on screen until the replay's text is longer.
+        this.shown = this.visibleText();
         this.text = "";
         if (data.message_id) this.messageId = data.message_id;
         if (data.conversation_id) this.conversationId = data.conversation_id;
@@ -159,13 +168,14 @@ export class StreamClient {
           userMessageId: data.user_message_id || null,
           parentId: data.parent_id || null,
           model: data.model || null,
+          text: this.shown,
         });
         if (this.stopRequested) this.stop();
         break;
       case "content":
         if (!data.content) break;
         this.text += data.content;
-        this.emit({ type: "text", text: this.text });
+        this.emit({ type: "text", text: this.visibleText() });
         break;
       case "done":
       case "error": {
@@ -178,6 +188,11 @@ export class StreamClient {
       default:
         break;
     }
+  }
+
+  /** The text to show: the event text, or what was shown before a shorter replay. */
+  visibleText() {
+    return this.text.length >= this.shown.length ? this.text : this.shown;
   }
 
   end(ending) {
