@@ -27,6 +27,12 @@ def axe_violations(page: Page) -> list[dict]:
         # (script-src 'self', no inline scripts) does not govern; add_script_tag inlines
         # the file as a <script> and is refused by it. The page's own CSP stays in force.
         page.evaluate(AXE.read_text("utf-8") + "\n;undefined")
+    # Colour contrast is computed from what is painted now: let finite CSS transitions
+    # (the answer footer fades in on hover) finish first, or a half-faded text is measured.
+    page.wait_for_function(
+        """() => document.getAnimations().every(
+            (a) => a.playState !== 'running' || !isFinite(a.effect.getComputedTiming().endTime))"""
+    )
     result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
     return [
         {
