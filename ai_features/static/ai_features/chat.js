@@ -1479,8 +1479,14 @@ dom.modelSelect.addEventListener("change", async () => {
   }
 });
 
-dom.settingsButton.addEventListener("click", () => {
-  const conversation = currentConversation();
+dom.settingsButton.addEventListener("click", async () => {
+  let conversation = currentConversation();
+  if (!conversation && state.currentId) {
+    // A new chat's id arrives with its stream's start, a moment before the list refresh
+    // brings its row: fetch the list now rather than ignore the click.
+    await loadConversations().catch(() => {});
+    conversation = currentConversation();
+  }
   if (!conversation) return;
   dom.instructions.value = conversation.instructions || "";
   dom.instructions.maxLength = Number(config.maxInstructionsChars) || 4000;
