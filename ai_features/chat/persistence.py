@@ -282,9 +282,8 @@ def finish_message(
     usage: dict[str, int] | None = None,
 ) -> None:
     with transaction.atomic():
-        if (
-            status == Message.Status.COMPLETE
-            and Message.objects.filter(pk=message_id, status=Message.Status.STOPPED).exists()
+        if status == Message.Status.COMPLETE and _locked_status(message_id) == (
+            Message.Status.STOPPED
         ):
             # Stopped from another process just before the answer completed here: the stop
             # was already confirmed to the user, so it stands (with the whole text).
@@ -305,19 +304,32 @@ def store_text(message_id: str, content: str, status: str, error_code: str = "")
     """The last resort when finish_message failed: the text, status and this project's own
     error code, with the model's metadata (finish reason, usage) left empty, so that the
     answer is never lost."""
-    if status == Message.Status.COMPLETE:
-        # As in finish_message: a stop confirmed from another process stands.
-        stopped = Message.objects.filter(pk=message_id, status=Message.Status.STOPPED)
-        if stopped.update(content=content, updated_at=timezone.now()):
+    with transaction.atomic():
+        if status == Message.Status.COMPLETE and _locked_status(message_id) == (
+            Message.Status.STOPPED
+        ):
+            # As in finish_message: a stop confirmed from another process stands.
+            Message.objects.filter(pk=message_id).update(content=content, updated_at=timezone.now())
             return
-    Message.objects.filter(pk=message_id).update(
-        content=content,
-        status=status,
-        finish_reason="",
-        error_code=error_code,
-        prompt_tokens=None,
-        completion_tokens=None,
-        updated_at=timezone.now(),
+        Message.objects.filter(pk=message_id).update(
+            content=content,
+            status=status,
+            finish_reason="",
+            error_code=error_code,
+            prompt_tokens=None,
+            completion_tokens=None,
+            updated_at=timezone.now(),
+        )
+
+
+def _locked_status(message_id: str) -> str | None:
+    """The message's status, its row locked until the transaction ends: a plain read
+    would miss a stop committed before this transaction's own write (PostgreSQL)."""
+    return (
+        Message.objects.select_for_update()
+        .filter(pk=message_id)
+        .values_list("status", flat=True)
+        .first()
     )
 
 
