@@ -284,6 +284,7 @@ def complete_with_store_text(message_id: str) -> None:
     call(persistence.store_text, message_id, FULL_TEXT, "complete")
 
 
+@pytest.mark.postgres_only
 @pytest.mark.parametrize(
     "complete_answer", [complete_with_finish_message, complete_with_store_text]
 )
@@ -296,8 +297,7 @@ def test_a_stop_confirmed_while_the_answer_completes_still_stands(
     Forced on PostgreSQL: the stop's UPDATE holds the row lock until finish_message is seen
     waiting for it, then commits. SQLite serialises writers at BEGIN IMMEDIATE, so there
     is no such interleaving to force there."""
-    if unit_database != "postgresql":
-        pytest.skip("SQLite takes the write lock at BEGIN: the interleaving cannot happen")
+    assert unit_database == "postgresql"
     answer = streaming_answer(alice, "The whole")
     message_id = str(answer.pk)
     stop_updated = threading.Event()
