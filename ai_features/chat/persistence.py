@@ -98,7 +98,14 @@ def _owned_conversation(user_id: int, conversation_id: str | None) -> Conversati
         if conversation is None:
             raise NotFound()
         return conversation
-    latest = Conversation.objects.filter(owner_id=user_id).order_by("-updated_at").first()
+    # Locked like a named one: two starts of one user (on two database threads or two
+    # processes) then take turns, so both answers do not branch from the same leaf.
+    latest = (
+        Conversation.objects.select_for_update()
+        .filter(owner_id=user_id)
+        .order_by("-updated_at")
+        .first()
+    )
     return latest or Conversation.objects.create(owner_id=user_id)
 
 

@@ -92,11 +92,6 @@ async def read_body_limited(request: Request, limit: int, timeout: float) -> byt
     return bytes(body)
 
 
-@db_task
-def _refresh_connections() -> None:
-    """Let db_task drop stale connections before the request's first query."""
-
-
 def chat_service(request: Request) -> ChatService:
     return request.app.state.chat
 
@@ -107,7 +102,6 @@ async def stream_chat(request: Request) -> Response:
         # Who, from the headers, before the body is read: an unauthenticated client never
         # gets to hold a connection open by trickling a body.
         refuse_declared_oversize(request, settings.CHAT_MAX_BODY_BYTES)
-        await _refresh_connections()
         user = await authenticate(request.scope)
         try:
             body = await read_body_limited(
@@ -133,7 +127,6 @@ async def resume_chat(request: Request, message_id: str) -> Response:
         after_id = last_event_id_from(
             request.headers.get("last-event-id"), request.query_params.get("last_event_id")
         )
-        await _refresh_connections()
         user = await authenticate(request.scope, allow_query_token=True)
         events = await chat_service(request).resume(user.pk, message_id, after_id)
     except ChatError as error:
@@ -147,7 +140,6 @@ async def resume_chat(request: Request, message_id: str) -> Response:
 @router.post("/api/ai/chat/stream/{message_id}/stop/")
 async def stop_chat(request: Request, message_id: str) -> Response:
     try:
-        await _refresh_connections()
         user = await authenticate(request.scope)
         snapshot = await chat_service(request).stop(user.pk, message_id)
     except ChatError as error:
