@@ -37,6 +37,7 @@ from .events import (
     PING,
     ChatEvent,
     Ping,
+    coalesce_content,
     content_data,
     done_data,
     error_data,
@@ -218,7 +219,8 @@ class ChatService:
             if not events:
                 yield PING
                 continue
-            for event in events:
+            # What piled up while this reader was away goes out as few events as possible.
+            for event in coalesce_content(events):
                 yield event
                 after_id = event.id
                 if event.is_final:
