@@ -1104,7 +1104,12 @@ def conversation_title(conversation_id: str) -> tuple[str, bool]:
 
 
 async def wait_for_background(service: ChatService) -> None:
+    # A generation starts its title task after the final event, which a reader may see
+    # first: wait for the generations to end, then for what they started.
+    generating = [t for t in asyncio.all_tasks() if t.get_name().startswith("generate-")]
     async with asyncio.timeout(10):
+        if generating:
+            await asyncio.wait(generating)
         while service._background:
             await asyncio.sleep(0.01)
 
