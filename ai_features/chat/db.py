@@ -38,12 +38,18 @@ _executor_pid: int | None = None
 _last_used = threading.local()
 
 
-def db_thread_count() -> int:
-    """STREAM_DB_THREADS, but one for SQLite: it has one writer anyway, and its shared-cache
-    in-memory test database fails a second concurrent writer at once instead of waiting."""
-    if any(settings.DATABASES[alias]["ENGINE"].endswith("sqlite3") for alias in settings.DATABASES):
+def threads_for(engines: list[str], configured: int) -> int:
+    """`configured` threads, but one for SQLite: it has one writer anyway, and its
+    shared-cache in-memory test database fails a second concurrent writer at once instead
+    of waiting."""
+    if any(engine.endswith("sqlite3") for engine in engines):
         return 1
-    return max(1, settings.STREAM_DB_THREADS)
+    return max(1, configured)
+
+
+def db_thread_count() -> int:
+    engines = [database["ENGINE"] for database in settings.DATABASES.values()]
+    return threads_for(engines, settings.STREAM_DB_THREADS)
 
 
 def db_executor() -> ThreadPoolExecutor:
