@@ -626,6 +626,24 @@ async def test_unexpected_exception_is_an_internal_error_without_its_text(
     assert secret not in answer.content
 
 
+async def test_a_started_answer_names_its_producer_with_a_heartbeat(
+    alice: AbstractBaseUser,
+) -> None:
+    """Stored with the answer itself (no separate claim), so a dead process is noticed
+    from the first moment of the generation."""
+    gate = Gate()
+    service = make_service(ScriptedProvider([Delta(text="a"), gate, Delta(text="b")]))
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    await asyncio.wait_for(gate.reached.wait(), 10)
+
+    row = await stored(prepared.assistant_message_id)
+    assert row.status == Message.Status.STREAMING
+    assert row.producer == service.liveness.producer
+    assert row.heartbeat_at is not None
+    gate.release()
+    await collect(service, prepared.assistant_message_id)
+
+
 async def test_partial_text_is_saved_while_streaming_but_not_per_token(
     alice: AbstractBaseUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
