@@ -87,7 +87,7 @@ def test_the_wsgi_fallback_resumes_from_the_same_log(stack: Stack, make_client: 
     rest = a.resume(first.message_id, last_id, via="app")  # gunicorn, session cookie
 
     assert rest.status == 200
-    assert [e.id for e in rest.events] == list(range(last_id + 1, last_id + 1 + len(rest.events)))
+    assert_ids_increase([e.id for e in rest.events], after=last_id)
     assert rest.final.type == "done"
     assert answer_text(first.events + rest.events) == expected_text(message)
 
