@@ -597,6 +597,9 @@ PROFILE_GROUPS = {
     "uvicorn (HTTP server)": ("(uvicorn/",),
     "starlette/fastapi (routing, middleware)": ("(starlette/", "(fastapi/"),
     "streaming core (ai_features/chat)": ("ai_features/chat/",),
+    "stream service adapter (ai_features/stream_app: routes, SSE response)": (
+        "ai_features/stream_app/",
+    ),
     "json": ("(json/",),
     "asyncio (event loop, tasks)": ("(asyncio/", "uvloop"),
 }

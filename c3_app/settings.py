@@ -139,9 +139,8 @@ def _database_from_env() -> dict:
 _default_db = _database_from_env()
 if _default_db["ENGINE"].endswith("postgresql"):
     # WSGI workers keep their connection between requests (checked before reuse). The
-    # stream service runs every query in Django's sync_to_async thread and closes stale
-    # connections around each unit of work (see ai_features/chat/db.py), so the same value
-    # is safe there.
+    # stream service runs every query on its few database threads (STREAM_DB_THREADS), each
+    # keeping its own connection the same way (see ai_features/chat/db.py).
     _default_db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _default_db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _default_db}
@@ -281,6 +280,11 @@ STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", defa
 # incarnation's answers at once; empty: a random id per process (heartbeat only).
 STREAM_INSTANCE_ID: str = env.str("STREAM_INSTANCE_ID", default="")
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# Threads (each with its own kept database connection) that run the streaming core's
+# database work, so that starts and saves do not queue behind each other on one thread.
+# SQLite always gets one: it has one writer, and its shared-cache test database fails
+# concurrent writers at once instead of waiting.
+STREAM_DB_THREADS: int = env.int("STREAM_DB_THREADS", default=4)
 # --- Slow clients and memory (issue 8) ---
 # The stream service reads a request body for at most this long (408 after it).
 REQUEST_BODY_TIMEOUT_SECONDS: float = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=10.0)

@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.contrib.auth import aget_user
+from django.contrib.auth import aget_user, get_user
 from django.utils.crypto import salted_hmac
 
 _SALT = "ai_features.auth.tokens.stream-token"
@@ -49,11 +49,16 @@ def session_store(session_key: str | None):
 
 
 async def _keep_session_key() -> None:
-    """Stands in for acycle_key: see aget_user_for_session."""
+    """Stands in for acycle_key: see get_user_for_session."""
 
 
-async def aget_user_for_session(session_key: str | None):
-    """The user a session belongs to, checked exactly as Django's auth middleware does.
+def _keep_session_key_sync() -> None:
+    """Stands in for cycle_key: see get_user_for_session."""
+
+
+def get_user_for_session(session_key: str | None):
+    """The user a session belongs to, checked exactly as Django's auth middleware does
+    (sync: the stream service calls it on its database threads, see chat/db.py).
 
     One difference: a session verified by a SECRET_KEY_FALLBACKS hash is not re-keyed, as
     Django's middleware would do. This service cannot send the browser the new cookie, so
@@ -61,20 +66,47 @@ async def aget_user_for_session(session_key: str | None):
     c3-app) and kill the token that names it. c3-app re-keys it on the user's next visit.
     """
     session = session_store(session_key)
+    session.cycle_key = _keep_session_key_sync
+    return get_user(SimpleNamespace(session=session))
+
+
+async def aget_user_for_session(session_key: str | None):
+    """get_user_for_session through Django's own async path (aget_user)."""
+    session = session_store(session_key)
     session.acycle_key = _keep_session_key
     return await aget_user(SimpleNamespace(session=session))
 
 
-async def averify_stream_token(token: str):
-    """Return the authenticated user the token stands for, or None."""
+def _token_claims(token: str) -> tuple[str, str] | None:
+    """(session key, user id) of a valid, unexpired token; None otherwise."""
     try:
         payload = json.loads(
             _fernet().decrypt(token.encode("ascii"), ttl=settings.STREAM_TOKEN_MAX_AGE_SECONDS)
         )
-        session_key, user_id = payload["s"], payload["u"]
+        return payload["s"], payload["u"]
     except (InvalidToken, UnicodeEncodeError, ValueError, KeyError, TypeError):
         return None
-    user = await aget_user_for_session(session_key)
+
+
+def _token_user(user, user_id: str):
     if not user.is_authenticated or str(user.pk) != user_id or not user.is_active:
         return None
     return user
+
+
+def verify_stream_token(token: str):
+    """Return the authenticated user the token stands for, or None (sync twin)."""
+    claims = _token_claims(token)
+    if claims is None:
+        return None
+    session_key, user_id = claims
+    return _token_user(get_user_for_session(session_key), user_id)
+
+
+async def averify_stream_token(token: str):
+    """Return the authenticated user the token stands for, or None."""
+    claims = _token_claims(token)
+    if claims is None:
+        return None
+    session_key, user_id = claims
+    return _token_user(await aget_user_for_session(session_key), user_id)

@@ -74,3 +74,31 @@ def error_data(code: str, message: str, message_id: str | None = None) -> dict[s
     if message_id is not None:
         data["message_id"] = message_id
     return data
+
+
+def coalesce_content(events: list[ChatEvent]) -> list[ChatEvent]:
+    """Each run of consecutive `content` events as one event: the joined text, with the id
+    of the run's last event, so that a resume from that id goes on exactly after the text
+    sent. A reader that fell behind (busy writing to a slow socket, or a busy loop) then
+    catches up with one frame and one write instead of one per token; the text is the same.
+    """
+    if len(events) < 2:
+        return events
+    merged: list[ChatEvent] = []
+    run: list[ChatEvent] = []
+    for event in events:
+        if event.data["type"] == "content":
+            run.append(event)
+            continue
+        merged.extend(_joined(run))
+        run = []
+        merged.append(event)
+    merged.extend(_joined(run))
+    return merged
+
+
+def _joined(run: list[ChatEvent]) -> list[ChatEvent]:
+    if len(run) < 2:
+        return run
+    text = "".join(event.data["content"] for event in run)
+    return [ChatEvent(id=run[-1].id, data=content_data(text))]

@@ -98,7 +98,14 @@ def _owned_conversation(user_id: int, conversation_id: str | None) -> Conversati
         if conversation is None:
             raise NotFound()
         return conversation
-    latest = Conversation.objects.filter(owner_id=user_id).order_by("-updated_at").first()
+    # Locked like a named one: two starts of one user (on two database threads or two
+    # processes) then take turns, so both answers do not branch from the same leaf.
+    latest = (
+        Conversation.objects.select_for_update()
+        .filter(owner_id=user_id)
+        .order_by("-updated_at")
+        .first()
+    )
     return latest or Conversation.objects.create(owner_id=user_id)
 
 
@@ -167,12 +174,17 @@ def build_context(
 
 @db_task
 def prepare_chat(
-    user_id: int, request: ChatRequest, model_for: Callable[[str | None], str]
+    user_id: int,
+    request: ChatRequest,
+    model_for: Callable[[str | None], str],
+    producer: str = "",
 ) -> PreparedChat:
     """Store the question (unless regenerating) and an empty answer below it, make the
     answer the conversation's current leaf, and build the context from the path above.
 
-    `model_for` maps the chosen model to the one that really answers (the provider's)."""
+    `model_for` maps the chosen model to the one that really answers (the provider's).
+    `producer` (see liveness.py) is stored on the answer with a first heartbeat, in this
+    same transaction rather than in a separate claim: one round trip less per start."""
     with transaction.atomic():
         if request.regenerate_message_id or request.edit_message_id:
             target = _owned_message(
@@ -220,6 +232,8 @@ def prepare_chat(
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,
             model=model_for(chosen),
+            producer=producer,
+            heartbeat_at=timezone.now() if producer else None,
         )
         conversation.current_message = assistant
         if request.model:

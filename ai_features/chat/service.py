@@ -37,6 +37,7 @@ from .events import (
     PING,
     ChatEvent,
     Ping,
+    coalesce_content,
     content_data,
     done_data,
     error_data,
@@ -167,7 +168,9 @@ class ChatService:
                 raise TooManyStreams(retry_after=5)
             await self.rate_limit.hit(user_id)
             provider = self.provider_factory()
-            prepared = await persistence.prepare_chat(user_id, request, provider.model_for)
+            prepared = await persistence.prepare_chat(
+                user_id, request, provider.model_for, producer=self.liveness.producer
+            )
             message_id = prepared.assistant_message_id
             if not self.accepting:
                 # A shutdown began while the rows were written: nobody would drain this
@@ -218,7 +221,8 @@ class ChatService:
             if not events:
                 yield PING
                 continue
-            for event in events:
+            # What piled up while this reader was away goes out as few events as possible.
+            for event in coalesce_content(events):
                 yield event
                 after_id = event.id
                 if event.is_final:
@@ -320,7 +324,7 @@ class ChatService:
         try:
             # From now on the row shows a sign of life every few seconds, even while the
             # model sends nothing (and a stop from another process is noticed).
-            await self.liveness.aregister(message_id)
+            await self.liveness.aregister(message_id, claimed=True)  # by prepare_chat
             self.liveness.start(self._stopped_elsewhere)
             async for delta in provider.astream(
                 prepared.context, model=prepared.model, language=prepared.language

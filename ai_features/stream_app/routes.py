@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from starlette.requests import ClientDisconnect
 
 from .. import metrics
@@ -24,6 +23,7 @@ from ..chat.service import ChatService
 from ..chat.stream_params import last_event_id_from
 from ..health import check_database, health_payload
 from ..redis_client import aredis_health
+from .sse_response import EventStreamResponse
 
 router = APIRouter()
 logger = logging.getLogger(__name__)
@@ -41,33 +41,12 @@ def error_response(error: ChatError) -> Response:
     )
 
 
-class ChatEventSourceResponse(EventSourceResponse):
-    """Drops a reader that stopped reading with one log line instead of a traceback."""
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except* SendTimeoutError:
-            logger.info("dropped a client that stopped reading (the generation goes on)")
-
-
-def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> EventSourceResponse:
-    async def encoded() -> AsyncIterator[bytes]:
-        encode = sse.StreamEncoder()
-        async for item in events:
-            yield encode(item)
-
-    return ChatEventSourceResponse(
-        encoded(),
-        headers=sse.SSE_HEADERS,
-        ping=0,  # the core sends its own pings, only while no event is due
-        # A reader that stops reading is dropped after this long; the generation goes on.
-        send_timeout=settings.STREAM_SEND_TIMEOUT_SECONDS,
-        # On SIGTERM the core ends every stream itself (see ChatService._drain: grace, then
-        # up to 5 s to cancel and store); this only bounds how long sse-starlette waits for
-        # that before cancelling a response.
-        shutdown_grace_period=settings.STREAM_SHUTDOWN_GRACE_SECONDS + 10,
-    )
+def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> EventStreamResponse:
+    # The core sends its own pings (only while no event is due) and, on SIGTERM, ends every
+    # stream itself (see ChatService._drain); uvicorn's --timeout-graceful-shutdown bounds
+    # the rest. A reader that stops reading is dropped after the send timeout; the
+    # generation goes on.
+    return EventStreamResponse(events, send_timeout=settings.STREAM_SEND_TIMEOUT_SECONDS)
 
 
 def refuse_declared_oversize(request: Request, limit: int) -> None:
@@ -92,11 +71,6 @@ async def read_body_limited(request: Request, limit: int, timeout: float) -> byt
     return bytes(body)
 
 
-@db_task
-def _refresh_connections() -> None:
-    """Let db_task drop stale connections before the request's first query."""
-
-
 def chat_service(request: Request) -> ChatService:
     return request.app.state.chat
 
@@ -107,7 +81,6 @@ async def stream_chat(request: Request) -> Response:
         # Who, from the headers, before the body is read: an unauthenticated client never
         # gets to hold a connection open by trickling a body.
         refuse_declared_oversize(request, settings.CHAT_MAX_BODY_BYTES)
-        await _refresh_connections()
         user = await authenticate(request.scope)
         try:
             body = await read_body_limited(
@@ -133,7 +106,6 @@ async def resume_chat(request: Request, message_id: str) -> Response:
         after_id = last_event_id_from(
             request.headers.get("last-event-id"), request.query_params.get("last_event_id")
         )
-        await _refresh_connections()
         user = await authenticate(request.scope, allow_query_token=True)
         events = await chat_service(request).resume(user.pk, message_id, after_id)
     except ChatError as error:
@@ -147,7 +119,6 @@ async def resume_chat(request: Request, message_id: str) -> Response:
 @router.post("/api/ai/chat/stream/{message_id}/stop/")
 async def stop_chat(request: Request, message_id: str) -> Response:
     try:
-        await _refresh_connections()
         user = await authenticate(request.scope)
         snapshot = await chat_service(request).stop(user.pk, message_id)
     except ChatError as error:

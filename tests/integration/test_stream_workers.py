@@ -13,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.chat_client import ChatClient, answer_text
-from tests.support.fake_upstream import directive, expected_text
+from tests.support.coalesced import assert_ids_increase
+from tests.support.fake_upstream import directive, expected_chunks, expected_text
 from tests.support.redis_server import RedisServer
 from tests.support.servers import ARTIFACTS, Server, Stack, free_port, running_stack
 
@@ -74,12 +75,16 @@ def test_twenty_resumes_in_a_row_all_succeed(stack: Stack, workers: Server, make
     whole = on_workers.resume(first.message_id, 0, token=token)
     assert whole.final.type == "done"
     assert answer_text(whole.events) == expected_text(message)
+    # The log holds `start` (id 1), then one event per chunk: after id k, exactly the
+    # chunks from k - 1 on (sent as few events as the reader found waiting).
+    chunks = expected_chunks(message)
     for after in range(1, 21):
         rest = on_workers.resume(first.message_id, after, token=token)
         assert rest.status == 200
-        assert [(e.id, e.data) for e in rest.events] == [
-            (e.id, e.data) for e in whole.events[after:]
-        ], after
+        assert_ids_increase([e.id for e in rest.events], after)
+        assert "start" not in [e.type for e in rest.events]
+        assert answer_text(rest.events) == "".join(chunks[after - 1 :]), after
+        assert (rest.final.id, rest.final.data) == (whole.final.id, whole.final.data), after
 
 
 def test_one_scrape_shows_the_sum_of_both_workers(

@@ -34,6 +34,7 @@ from ai_features.chat.service import (
 )
 from ai_features.models import Conversation, Message
 from ai_features.providers import Delta, ProviderError, Usage
+from tests.support.coalesced import assert_coalesced_from
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -175,6 +176,12 @@ def text_of(events: list[ChatEvent]) -> str:
     return "".join(e.data["content"] for e in events if e.type == "content")
 
 
+def logged(service: ChatService, message_id: str) -> list[ChatEvent]:
+    """The message's log, one event per delta (readers may get runs of content joined)."""
+    assert isinstance(service.log, MemoryEventLog)
+    return service.log.events_of(message_id)
+
+
 # --- the database, read from the same thread the core writes from ---------------------------
 
 
@@ -225,9 +232,11 @@ async def test_events_are_start_content_done_with_ids_from_one(alice: AbstractBa
 
     prepared, events = await chat(service, alice, "Say hello")
 
-    assert [e.type for e in events] == ["start", "content", "content", "content", "done"]
-    assert [e.id for e in events] == [1, 2, 3, 4, 5]
     mid = prepared.assistant_message_id
+    log = logged(service, mid)
+    assert [e.type for e in log] == ["start", "content", "content", "content", "done"]
+    assert [e.id for e in log] == [1, 2, 3, 4, 5]
+    assert_coalesced_from(events, log)
     assert events[0].data == {
         "type": "start",
         "content": START_TEXT,
@@ -237,7 +246,8 @@ async def test_events_are_start_content_done_with_ids_from_one(alice: AbstractBa
         "parent_id": None,  # the first question
         "model": MODEL,
     }
-    assert [e.data["content"] for e in events[1:4]] == ["Hel", "lo ", "world"]
+    assert [e.data["content"] for e in log[1:4]] == ["Hel", "lo ", "world"]
+    assert text_of(events) == "Hello world"
     assert events[-1].data == {
         "type": "done",
         "content": "",
@@ -580,8 +590,10 @@ async def test_provider_error_mid_stream_ends_with_one_error_and_keeps_the_text(
     prepared, events = await chat(service, alice, "go")
 
     mid = prepared.assistant_message_id
-    assert [e.type for e in events] == ["start", "content", "content", "error"]
-    assert [e.id for e in events] == [1, 2, 3, 4]
+    log = logged(service, mid)
+    assert [e.type for e in log] == ["start", "content", "content", "error"]
+    assert [e.id for e in log] == [1, 2, 3, 4]
+    assert_coalesced_from(events, log)
     assert events[-1].data == {
         "type": "error",
         "content": ProviderError.MESSAGES["upstream_disconnected"],
@@ -612,6 +624,24 @@ async def test_unexpected_exception_is_an_internal_error_without_its_text(
     answer = await stored(prepared.assistant_message_id)
     assert (answer.status, answer.content, answer.error_code) == ("error", "a", "internal_error")
     assert secret not in answer.content
+
+
+async def test_a_started_answer_names_its_producer_with_a_heartbeat(
+    alice: AbstractBaseUser,
+) -> None:
+    """Stored with the answer itself (no separate claim), so a dead process is noticed
+    from the first moment of the generation."""
+    gate = Gate()
+    service = make_service(ScriptedProvider([Delta(text="a"), gate, Delta(text="b")]))
+    prepared = await service.start(alice.pk, ChatRequest(message="go"))
+    await asyncio.wait_for(gate.reached.wait(), 10)
+
+    row = await stored(prepared.assistant_message_id)
+    assert row.status == Message.Status.STREAMING
+    assert row.producer == service.liveness.producer
+    assert row.heartbeat_at is not None
+    gate.release()
+    await collect(service, prepared.assistant_message_id)
 
 
 async def test_partial_text_is_saved_while_streaming_but_not_per_token(
@@ -651,7 +681,8 @@ async def test_partial_text_is_saved_while_streaming_but_not_per_token(
 
     full = text_of(events)
     tokens = bursts * per_burst
-    assert len(events) == tokens + 2
+    assert len(logged(service, prepared.assistant_message_id)) == tokens + 2
+    assert_coalesced_from(events, logged(service, prepared.assistant_message_id))
     # 36 pauses of 10 ms had passed: with a 50 ms interval the text had been saved.
     assert mid_stream["content"]
     assert full.startswith(mid_stream["content"])
@@ -680,7 +711,9 @@ async def test_stop_ends_with_done_stopped_and_keeps_the_text(alice: AbstractBas
         "stopped",
     )
     events = await collect(service, mid)
-    assert [e.type for e in events] == ["start", "content", "content", "done"]
+    assert [e.type for e in logged(service, mid)] == ["start", "content", "content", "done"]
+    assert_coalesced_from(events, logged(service, mid))
+    assert text_of(events) == "one two "
     assert events[-1].data == {
         "type": "done",
         "content": "",
@@ -873,13 +906,14 @@ async def test_follow_sends_pings_while_the_log_is_quiet(alice: AbstractBaseUser
 
 async def test_resume_from_the_log_gives_exactly_the_rest(alice: AbstractBaseUser) -> None:
     service = make_service(ScriptedProvider(words("a", "b", "c", "d", usage=Usage(1, 4))))
-    prepared, full = await chat(service, alice, "go")
+    prepared, _ = await chat(service, alice, "go")
     mid = prepared.assistant_message_id
+    full = logged(service, mid)
     assert len(full) == 6
 
     for k in range(len(full)):
         rest = await drain(await service.resume(alice.pk, mid, k))
-        assert rest == full[k:], k
+        assert_coalesced_from(rest, full, after=k)
     # A reader that saw everything still gets the final event (and nothing else).
     assert await drain(await service.resume(alice.pk, mid, len(full))) == [full[-1]]
 
@@ -896,14 +930,14 @@ async def test_resume_while_live_after_a_disconnect(alice: AbstractBaseUser) -> 
     async for item in reader:
         if isinstance(item, ChatEvent):
             first_part.append(item)
-        if len(first_part) == 3:
+        if text_of(first_part) == "ab":  # all there is before the gate
             break
     await reader.aclose()  # the client went away; the generation must go on
     gate.release()
     rest = await drain(await service.resume(alice.pk, mid, first_part[-1].id))
 
     events = first_part + rest
-    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert_coalesced_from(events, logged(service, mid))
     assert text_of(events) == "abcd"
     assert events[-1].type == "done"
     assert (await stored(mid)).content == "abcd"
@@ -1088,7 +1122,12 @@ def conversation_title(conversation_id: str) -> tuple[str, bool]:
 
 
 async def wait_for_background(service: ChatService) -> None:
+    # A generation starts its title task after the final event, which a reader may see
+    # first: wait for the generations to end, then for what they started.
+    generating = [t for t in asyncio.all_tasks() if t.get_name().startswith("generate-")]
     async with asyncio.timeout(10):
+        if generating:
+            await asyncio.wait(generating)
         while service._background:
             await asyncio.sleep(0.01)
 

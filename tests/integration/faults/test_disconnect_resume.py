@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ai_features.chat.service import REPLAY_ID_BASE
+from tests.support.coalesced import assert_ids_increase
 from tests.support.fake_upstream import directive, expected_text
 
 from .helpers import parse_sse_body
@@ -16,7 +17,7 @@ VIAS = ["stream", "app"]
 
 
 def assert_ids_follow(result, after: int) -> None:
-    assert result.ids == list(range(after + 1, after + 1 + len(result.events))), result.ids
+    assert_ids_increase(result.ids, after)
 
 
 def assert_replay_ids_follow(result, after: int) -> None:
