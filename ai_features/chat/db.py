@@ -36,6 +36,7 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _executor_pid: int | None = None
 _last_used = threading.local()
+_executor_threads: dict[ThreadPoolExecutor, int] = {}
 
 
 def threads_for(engines: list[str], configured: int) -> int:
@@ -60,11 +61,36 @@ def db_executor() -> ThreadPoolExecutor:
     if _executor is None or _executor_pid != pid:
         with _lock:
             if _executor is None or _executor_pid != pid:
-                _executor = ThreadPoolExecutor(
-                    max_workers=db_thread_count(), thread_name_prefix="c3-db"
-                )
+                count = db_thread_count()
+                _executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="c3-db")
+                _executor_threads[_executor] = count
                 _executor_pid = pid
     return _executor
+
+
+def close_db_threads() -> None:
+    """Close every database thread's connections and retire the threads; the next unit of
+    work makes a fresh pool. For code that changes the database under a running process
+    (the unit tests that move a module from SQLite to PostgreSQL and back): a kept
+    connection lives in its thread, out of reach of the thread that changed the settings."""
+    global _executor, _executor_pid
+    with _lock:
+        executor, made_in = _executor, _executor_pid
+        _executor, _executor_pid = None, None
+    if executor is None:
+        return
+    count = _executor_threads.pop(executor)
+    if made_in != os.getpid():
+        return  # made before a fork: its threads do not exist in this process
+    barrier = threading.Barrier(count)
+
+    def close_here() -> None:
+        barrier.wait(timeout=30)  # holds each thread until all have one: one task per thread
+        connections.close_all()
+
+    for future in [executor.submit(close_here) for _ in range(count)]:
+        future.result()
+    executor.shutdown(wait=True)
 
 
 def _before_unit() -> None:

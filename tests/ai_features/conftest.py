@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 
+from ai_features.chat.db import close_db_threads
 from tests.support.servers import Database
 
 
@@ -36,11 +37,13 @@ def unit_database(
         pg = connections.configure_settings({"default": pg})["default"]
         connections.settings["default"] = pg
         del connections["default"]
+        close_db_threads()  # their kept connections are to the SQLite test database
         try:
             with django_db_blocker.unblock():
                 call_command("migrate", verbosity=0, interactive=False)
                 yield connections["default"].vendor
         finally:
+            close_db_threads()  # and now to PostgreSQL, which is about to be dropped
             connections["default"].close()
             del connections["default"]
             connections.settings["default"] = original_settings
