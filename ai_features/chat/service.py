@@ -370,7 +370,8 @@ class ChatService:
             await asyncio.shield(finalize)
         except asyncio.CancelledError:
             await finalize
-        if prepared.wants_title and outcome[0] == Message.Status.COMPLETE:
+        # The status stored, which is not ours when the answer was ended elsewhere first.
+        if prepared.wants_title and finalize.result() == Message.Status.COMPLETE:
             # After the final event: a slow or failing title never touches the answer.
             task = asyncio.create_task(
                 titles.agenerate_title(provider, prepared), name=f"title-{message_id}"
@@ -390,7 +391,9 @@ class ChatService:
             outcome, final = cancelled_ending(generation.message_id, generation.cancel_reason)
             task.get_loop().create_task(self._finalize(generation.message_id, "", outcome, final))
 
-    async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> None:
+    async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> str:
+        """Store the ending, send the final event, free the slot; returns the status that
+        stands."""
         status, finish_reason, error_code, usage = outcome
         self.liveness.unregister(message_id)
         ended_elsewhere: MessageSnapshot | None = None
@@ -426,6 +429,7 @@ class ChatService:
             if ended_elsewhere is None:
                 metrics.STREAMS_TOTAL.labels(str(status)).inc()
             logger.info("chat finished message=%s status=%s", message_id, status)
+        return str(status)
 
     # --- shutdown ------------------------------------------------------------------------
 

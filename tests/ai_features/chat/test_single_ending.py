@@ -73,7 +73,10 @@ def age_heartbeat(message_id: str) -> None:
     Message.objects.filter(pk=message_id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
 
 
-async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(carol: AbstractBaseUser) -> None:
+async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(
+    carol: AbstractBaseUser, settings
+) -> None:
+    settings.CHAT_AUTO_TITLE = True  # a first answer: it would get a title if it completed
     gate = Gate()
     provider = ScriptedProvider([Delta(text="before "), gate, *words("after")])
     service = make_service(provider)
@@ -99,6 +102,8 @@ async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(carol: AbstractB
     assert row.content == "before after"  # nothing the producer had is lost
     assert ended("interrupted") == interrupted + 1  # counted once, by the sweep
     assert ended("complete") == complete
+    await asyncio.sleep(0.2)
+    assert provider.titles == []  # an interrupted first answer gets no automatic title
     await service.shutdown()
 
 
