@@ -387,7 +387,6 @@ def expire_stale_streaming_sync(conversation_ids: list | None = None) -> int:
         status=Message.Status.INTERRUPTED,
         finish_reason="interrupted",
         error_code="server_restarting",
-        updated_at=timezone.now(),
     )
     if ended:
         metrics.STREAMS_TOTAL.labels("interrupted").inc(ended)
