@@ -80,8 +80,27 @@ def two_workers(stack: Stack, tmpdir_for_gunicorn: Path) -> Iterator[Server]:
         ARTIFACTS / "server-logs",
     )
     server.start()
+    assert server.process is not None
+    wait_until_loaded(server.process.pid, tmpdir_for_gunicorn)
     yield server
     server.stop()
+
+
+def wait_until_loaded(master: int, tmpdir_for_gunicorn: Path, timeout: float = 60) -> None:
+    """The server counts as up once one worker answers; on a busy machine the other may
+    still be loading the app. Both have once their metrics files exist."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = worker_pids(master)
+        made = list(tmpdir_for_gunicorn.glob("c3-metrics-*"))
+        if (
+            len(pids) == 2
+            and made
+            and all((made[0] / f"gauge_livesum_{pid}.db").exists() for pid in pids)
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError("gunicorn's two workers did not both load the app")
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -148,10 +167,10 @@ def test_gunicorn_conf_makes_the_directory_and_both_workers_write_there(
     assert two_workers.process is not None
     pids = wait_for_workers(two_workers.process.pid, 2)
     directory = metrics_dir(tmpdir_for_gunicorn)
-    # Each worker opened its own files when it imported the metrics (the live gauge has no
-    # labels, so its file exists from the start).
-    for pid in pids:
-        assert (directory / f"gauge_livesum_{pid}.db").exists(), sorted(os.listdir(directory))
+    # Each worker opened its own files when it loaded the app and so imported the metrics
+    # (the live gauge has no labels, so its file exists from then on).
+    files = [directory / f"gauge_livesum_{pid}.db" for pid in pids]
+    assert all(f.exists() for f in files), (pids, sorted(os.listdir(directory)))
 
 
 def logged_in(stack: Stack, server: Server, username: str) -> ChatClient:
