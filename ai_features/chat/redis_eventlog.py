@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 STOP_CHANNEL = "c3:stop"
 FOLLOW_BLOCK_SECONDS = 0.25  # a message followed from now on waits at most this for its XREAD
 LIVENESS_CHECK_SECONDS = 1.0  # how often followers check the producers of quiet messages
+CLOSE_ATTEMPTS, CLOSE_WAIT_SECONDS = 3, 1.5  # aclose: cancels, and the wait after each
 
 
 def log_key(message_id: str) -> str:
@@ -110,6 +111,7 @@ class RedisEventLog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: aredis.Redis | None = None
         self._writing = False
+        self._closing = False
 
     # --- the EventLog interface ------------------------------------------------------
 
@@ -166,6 +168,7 @@ class RedisEventLog:
         if self._loop is loop:
             return
         self._loop = loop
+        self._closing = False
         self._wake_flusher, self._wake_follower = asyncio.Event(), asyncio.Event()
         # A blocking XREAD (and the stop subscription) needs a longer socket timeout.
         self._reader = make_client(
@@ -180,11 +183,23 @@ class RedisEventLog:
         deadline = loop.time() + flush_timeout
         while (self._pending or self._writing) and self._tasks and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        self._closing = True
+        pending = set(self._tasks)
+        for _ in range(CLOSE_ATTEMPTS):
+            if not pending:
+                break
+            # A cancel can be lost: redis-py's pub/sub read converts a cancellation that
+            # races its own read timeout into "no message" (seen with redis 8.1 on Python
+            # 3.11), and the loop would read again forever. So cancel again, and the loops
+            # also stop at `_closing`, at the latest after one read timeout.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CLOSE_WAIT_SECONDS)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not log it as lost
+        if pending:
+            logger.warning("%d Redis event log task(s) did not stop", len(pending))
         self._tasks.clear()
         self._loop = None
 
@@ -301,7 +316,7 @@ class RedisEventLog:
         assert self._wake_follower is not None and self._reader is not None
         loop = asyncio.get_running_loop()
         last_check = loop.time()
-        while True:
+        while not self._closing:  # see aclose: a cancel during a blocking read can be lost
             if not self._mirrors:
                 self._wake_follower.clear()
                 await self._wake_follower.wait()
@@ -402,14 +417,14 @@ class RedisEventLog:
     async def _stops(self) -> None:
         """Obey stops published by other processes for generations running here."""
         assert self._reader is not None
-        while True:
+        while not self._closing:
             if not self.redis.outage.should_try():
                 await asyncio.sleep(1)
                 continue
             pubsub = self._reader.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(STOP_CHANNEL)
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
