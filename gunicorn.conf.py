@@ -10,7 +10,9 @@ gunicorn whole requests; these settings only keep the exposure small.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 
 # Render sets PORT; without it gunicorn keeps its own default (127.0.0.1:8000) or --bind.
 if "PORT" in os.environ:
@@ -28,6 +30,37 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # No access log: it prints query strings; the app writes its own line (request_id.py).
 accesslog = None
+
+
+# A multiprocess metrics directory this master made (and removes when it exits).
+_made_metrics_dirs: list[str] = []
+
+
+def on_starting(server) -> None:
+    """With several workers, give them one fresh PROMETHEUS_MULTIPROC_DIR before any is
+    forked: each worker then writes its samples there (prometheus-client reads the variable
+    when it is first imported, which happens in the worker as it loads the app) and a scrape
+    of /metrics, whichever worker answers it, shows the sum over all of them. Here rather
+    than at module load because only the server knows the final worker count (--workers
+    and -w override WEB_CONCURRENCY). A directory set by the operator is used as it is."""
+    if server.cfg.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        path = tempfile.mkdtemp(prefix="c3-metrics-")
+        _made_metrics_dirs.append(path)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+
+
+def child_exit(server, worker) -> None:
+    """A worker is gone (restart, crash, SIGKILL): drop its live gauges from the sum
+    (c3_streams_active would otherwise count its streams forever); its counters stay, so
+    totals never go backwards."""
+    from ai_features.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    for path in _made_metrics_dirs:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def drain_margin(graceful: float) -> float:

@@ -1,12 +1,18 @@
 """`make bench`: how cheaply c3-app-stream relays tokens, as multiples of Python's floor.
 
-python -m bench.run [--quick] [--sqlite] [--only cpu,gaps,...] [--json PATH] [--profile PATH]
+python -m bench.run [--quick] [--sqlite] [--only cpu,gaps,...] [--no-redis] [--json PATH]
+                    [--profile PATH]
 
 Starts the lean fake upstream (bench/upstream.py), the reference relay (bench/relay.py),
 c3-app-stream exactly as `start_stream.sh` runs it (DEBUG off, a fresh PostgreSQL database
 at 127.0.0.1:5432, or SQLite with --sqlite) and, for the WSGI fallback, c3-app under gunicorn
 with render.yaml's start command. The same load goes straight to the upstream ("direct"),
 through the relay and through the service; see bench/README.md for what each figure means.
+
+Unless --no-redis, a second c3-app-stream ("service_redis": the same command, the same
+database, REDIS_URL pointing at a private redis-server on a free port) takes the cpu, ttft,
+burst loads and the first gap level, so that the table shows the service without and with
+Redis side by side (the memory and WSGI figures are taken without Redis only).
 """
 
 from __future__ import annotations
@@ -37,11 +43,15 @@ from typing import Any
 from bench.loadgen import StreamResult, Target, install_fast_loop, run_sequential, run_streams
 
 # The same PostgreSQL server (C3_TEST_POSTGRES) as the integration tests.
+from tests.support.redis_server import RedisServer, redis_server_available
 from tests.support.servers import POSTGRES_ADMIN_DSN
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SCENARIOS = ("memory", "cpu", "ttft", "burst", "gaps", "wsgi")
+# The targets every latency scenario compares; "service_redis" joins them unless --no-redis.
+BASE_TARGETS = ("direct", "relay", "service")
+REDIS_TARGET = "service_redis"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STREAM_PATH = "/api/ai/chat/stream/"
 
@@ -301,6 +311,10 @@ class Bench:
         target = self.targets[name]
         before_up = self.upstream_stats()
         before_cpu = cpu_seconds(pid) if pid else 0.0
+        # With Redis, redis-server's own CPU is part of the price of a relayed token.
+        redis_pid = self.redis.process.pid if name == REDIS_TARGET and self.redis else None
+        before_redis = cpu_seconds(redis_pid) if redis_pid else 0.0
+        before_commands = self.redis_commands() if redis_pid else 0
         timeout = self.sizes.timeout if patient else self.timeout_for(text)
         results = await run_streams(target, text, count, timeout=timeout)
         await self.settle(pid)
@@ -316,6 +330,14 @@ class Bench:
             figures["cpu_per_token_us"] = round(cpu / relayed * 1e6, 2) if relayed else None
             if relayed and produced and up_cpu > 0:
                 figures["cpu_ratio_to_upstream"] = round((cpu / relayed) / (up_cpu / produced), 2)
+            if redis_pid and relayed:
+                redis_cpu = cpu_seconds(redis_pid) - before_redis
+                figures["redis_server_cpu_per_token_us"] = round(redis_cpu / relayed * 1e6, 2)
+                # Commands, not round trips (a pipeline carries several): the producer's
+                # XADD per event plus its per-batch EXPIRE and heartbeats; readers in the
+                # producing process add none.
+                commands = self.redis_commands() - before_commands
+                figures["redis_commands_per_token"] = round(commands / relayed, 2)
         figures["results"] = results
         return figures
 
@@ -392,14 +414,16 @@ class Bench:
             for name, pid in self.pids().items():
                 if name != "service":
                     out[name] = self.public(await self.load(name, count, text, pid, patient=True))
-        relay, service = out["relay"], out["service"]
-        if relay.get("cpu_per_token_us") and service.get("cpu_per_token_us"):
-            service["cpu_ratio_to_relay"] = round(
-                service["cpu_per_token_us"] / relay["cpu_per_token_us"], 2
-            )
+        relay = out["relay"]
+        services = [n for n in ("service", REDIS_TARGET) if n in out]
+        for name in services:
+            if relay.get("cpu_per_token_us") and out[name].get("cpu_per_token_us"):
+                out[name]["cpu_ratio_to_relay"] = round(
+                    out[name]["cpu_per_token_us"] / relay["cpu_per_token_us"], 2
+                )
         out["streams_per_core_at_50_tokens_per_s"] = {
             name: int(1e6 / (out[name]["cpu_per_token_us"] * 50))
-            for name in ("relay", "service")
+            for name in ("relay", *services)
             if out[name].get("cpu_per_token_us")
         }
         self.figures["cpu"] = out
@@ -407,7 +431,7 @@ class Bench:
     async def ttft(self) -> None:
         """Added time to first token, one stream at a time."""
         out: dict[str, Any] = {"streams": self.sizes.single}
-        for name in ("direct", "relay", "service"):
+        for name in self.compared():
             results = await run_sequential(
                 self.targets[name], message(3, 0), self.sizes.single, timeout=30
             )
@@ -418,7 +442,7 @@ class Bench:
     async def burst(self) -> None:
         count, tokens, pace = self.sizes.burst
         out: dict[str, Any] = {"streams": count}
-        for name in ("direct", "relay", "service"):
+        for name in self.compared():
             out[name] = self.public(await self.load(name, count, message(tokens, pace)))
         self.added(out, "ttft_p50_ms")
         self.added(out, "ttft_p99_ms")
@@ -427,8 +451,8 @@ class Bench:
     @staticmethod
     def added(out: dict[str, Any], key: str) -> None:
         direct = out["direct"].get(key)
-        for name in ("relay", "service"):
-            value = out[name].get(key)
+        for name in ("relay", "service", REDIS_TARGET):
+            value = out.get(name, {}).get(key)
             if direct is not None and value is not None:
                 out[name][f"added_{key}"] = round(value - direct, 2)
 
@@ -439,15 +463,15 @@ class Bench:
         for level in self.sizes.gap_levels:
             row = {}
             for name, pid in self.pids().items():
+                if name == REDIS_TARGET and level != self.sizes.gap_levels[0]:
+                    continue  # the Redis run takes the first level only (time budget)
                 figures = self.public(await self.load(name, level, message(tokens, pace), pid))
                 row[name] = figures
                 p99 = figures["gap_p99_ms"]
                 if figures["completed"] == level and p99 is not None and p99 < 100:
                     best[name] = max(best.get(name, 0), level)
             out["levels"][str(level)] = row
-        out["max_streams_gap_p99_under_100ms"] = {
-            name: best.get(name, 0) for name in ("direct", "relay", "service")
-        }
+        out["max_streams_gap_p99_under_100ms"] = {name: best.get(name, 0) for name in BASE_TARGETS}
         self.figures["gaps"] = out
 
     async def wsgi(self) -> None:
@@ -509,11 +533,54 @@ class Bench:
     # --- the run -----------------------------------------------------------------------
 
     def pids(self) -> dict[str, int]:
-        return {"direct": 0, "relay": self.relay.pid, "service": self.service.pid}
+        pids = {"direct": 0, "relay": self.relay.pid, "service": self.service.pid}
+        if self.service_redis is not None:
+            pids[REDIS_TARGET] = self.service_redis.pid
+        return pids
+
+    def compared(self) -> tuple[str, ...]:
+        return (*BASE_TARGETS, REDIS_TARGET) if self.service_redis is not None else BASE_TARGETS
+
+    def start_redis_service(self, port: int) -> None:
+        """The second service: start_stream.sh again, with REDIS_URL on a private
+        redis-server (empty, nothing on disk), checked to really use it."""
+        self.redis = RedisServer(self.logs)
+        self.redis.start()
+        self.service_redis = Process(
+            "service-redis", ["bash", "start_stream.sh"],
+            {**self.env, "PORT": str(port), "REDIS_URL": self.redis.url}, port, self.logs,
+        ).start()  # fmt: skip
+        health = get_json(f"http://127.0.0.1:{port}/health/")
+        if health.get("redis") != "ok":
+            raise RuntimeError(f"service_redis does not reach its Redis: {health}")
+        self.targets[REDIS_TARGET] = Target(
+            REDIS_TARGET, "127.0.0.1", port, STREAM_PATH,
+            headers=self.targets["service"].headers,
+        )  # fmt: skip
+
+    def redis_client(self) -> Any:
+        import redis
+
+        assert self.redis is not None
+        return redis.Redis.from_url(self.redis.url)
+
+    def redis_commands(self) -> int:
+        with self.redis_client() as client:
+            return int(client.info("stats")["total_commands_processed"])
+
+    def redis_figures(self) -> dict[str, Any]:
+        """Evidence that the Redis run went through Redis: the event logs it holds."""
+        with self.redis_client() as client:
+            return {
+                "event_logs_in_redis": sum(1 for _ in client.scan_iter("c3:log:*", count=1000)),
+                "commands_processed": int(client.info("stats")["total_commands_processed"]),
+            }
 
     async def run(self) -> dict[str, Any]:
         with fresh_database(self.args.sqlite, self.tmp) as db_env:
             up_port, relay_port, service_port = free_port(), free_port(), free_port()
+            self.redis: RedisServer | None = None
+            self.service_redis: Process | None = None
             python = str(VENV_BIN / "python")
             self.upstream = Process(
                 "upstream", [python, "-m", "bench.upstream", "--port", str(up_port)],
@@ -563,9 +630,11 @@ class Bench:
                         ],
                     ),  # fmt: skip
                 }
+                if self.args.redis:
+                    self.start_redis_service(free_port())
                 # Warm-up, not measured: imports, first connections, code paths, and each
                 # user's first conversation (with its one title request).
-                for name in ("direct", "relay", "service"):
+                for name in self.compared():
                     count = self.sizes.users if name == "service" else 10
                     await run_streams(self.targets[name], message(5, 0.01), count, timeout=60)
                     await self.settle(self.pids()[name])
@@ -574,9 +643,14 @@ class Bench:
                         started = time.monotonic()
                         await getattr(self, scenario)()
                         print(f"  {scenario}: {time.monotonic() - started:.1f} s", file=sys.stderr)
+                if self.service_redis is not None:
+                    self.figures["redis"] = self.redis_figures()
             finally:
-                for process in (self.service, self.relay, self.upstream):
-                    process.stop()
+                for process in (self.service_redis, self.service, self.relay, self.upstream):
+                    if process is not None:
+                        process.stop()
+                if self.redis is not None:
+                    self.redis.stop()
         return self.figures
 
 
@@ -688,50 +762,69 @@ def incomplete(figures: dict[str, Any]) -> str:
 
 
 def table(figures: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str, str]] = []
+    """The performance table; the "+ redis" column is the same service with REDIS_URL set
+    (empty where a figure is taken without Redis only, or with --no-redis)."""
+    rows: list[tuple[str, str, str, str, str, str]] = []
+
+    def cell(section: dict[str, Any], name: str, key: str, suffix: str = "") -> str:
+        return fmt(section[name].get(key)) + suffix if name in section else ""
+
     cpu = figures.get("cpu")
     if cpu:
         label = f"CPU/token µs ({cpu['streams']}×{cpu['tokens']} @{cpu['pace_s'] * 1000:.0f}ms)"
         up = cpu["service"].get("upstream_cpu_per_token_us")
+        redis_server = cpu.get(REDIS_TARGET, {}).get("redis_server_cpu_per_token_us")
         rows.append((label, fmt(up), fmt(cpu["relay"].get("cpu_per_token_us")),
-                     fmt(cpu["service"].get("cpu_per_token_us")), ""))  # fmt: skip
+                     fmt(cpu["service"].get("cpu_per_token_us")),
+                     cell(cpu, REDIS_TARGET, "cpu_per_token_us"), ""))  # fmt: skip
+        if redis_server is not None:
+            rows.append(("  + redis-server's own CPU/token µs", "", "", "", fmt(redis_server),
+                         ""))  # fmt: skip
         rows.append(("  × upstream CPU/token", "1", fmt(cpu["relay"].get("cpu_ratio_to_upstream")),
-                     fmt(cpu["service"].get("cpu_ratio_to_upstream")), "≤ 2.5"))  # fmt: skip
+                     fmt(cpu["service"].get("cpu_ratio_to_upstream")),
+                     cell(cpu, REDIS_TARGET, "cpu_ratio_to_upstream"), "≤ 2.5"))  # fmt: skip
         rows.append(("  × reference relay", "", "1", fmt(cpu["service"].get("cpu_ratio_to_relay")),
-                     "≤ 1.3 (stretch)"))  # fmt: skip
+                     cell(cpu, REDIS_TARGET, "cpu_ratio_to_relay"), "≤ 1.3 (stretch)"))  # fmt: skip
         per_core = cpu["streams_per_core_at_50_tokens_per_s"]
         rows.append(("streams per core @ 50 tok/s", "", fmt(per_core.get("relay")),
-                     fmt(per_core.get("service")), ""))  # fmt: skip
+                     fmt(per_core.get("service")),
+                     fmt(per_core.get(REDIS_TARGET)) if REDIS_TARGET in cpu else "",
+                     ""))  # fmt: skip
     single = figures.get("ttft_single")
     if single:
         rows.append(("TTFT one at a time p50 ms", fmt(single["direct"]["ttft_p50_ms"]),
                      fmt(single["relay"]["ttft_p50_ms"]), fmt(single["service"]["ttft_p50_ms"]),
+                     cell(single, REDIS_TARGET, "ttft_p50_ms"),
                      "+≤ 10 over direct"))  # fmt: skip
     burst = figures.get("ttft_burst")
     if burst:
         for key in ("ttft_p50_ms", "ttft_p99_ms"):
             rows.append((f"TTFT {burst['streams']} at once {key[5:8]} ms",
                          fmt(burst["direct"][key]), fmt(burst["relay"][key]),
-                         fmt(burst["service"][key]),
+                         fmt(burst["service"][key]), cell(burst, REDIS_TARGET, key),
                          "+≤ 250 over direct" if key == "ttft_p99_ms" else ""))  # fmt: skip
     gaps = figures.get("gaps")
     if gaps:
         for level, row in gaps["levels"].items():
             for key in ("gap_p50_ms", "gap_p99_ms"):
                 cells = [
-                    fmt(row[n][key]) + incomplete(row[n]) for n in ("direct", "relay", "service")
+                    fmt(row[n][key]) + incomplete(row[n]) if n in row else ""
+                    for n in (*BASE_TARGETS, REDIS_TARGET)
                 ]
                 target = "≤ 100 (at 300)" if key == "gap_p99_ms" else ""
                 rows.append((f"gap {level} streams {key[4:7]} ms", *cells, target))
         best = gaps["max_streams_gap_p99_under_100ms"]
         rows.append(("most streams, gap p99 < 100 ms", fmt(best["direct"]), fmt(best["relay"]),
-                     fmt(best["service"]), f"of {list(gaps['levels'])}"))  # fmt: skip
+                     fmt(best["service"]), "", f"of {list(gaps['levels'])}"))  # fmt: skip
     memory = figures.get("memory")
     if memory:
         rows.append((f"memory per open stream KiB ({memory['open_when_sampled']} open)", "", "",
-                     fmt(memory["per_stream_kib"]), "≤ 64"))  # fmt: skip
-    lines = [f"{'figure':44} {'direct':>14} {'relay':>14} {'service':>20}  target"]
-    lines += [f"{a:44} {b:>14} {c:>14} {d:>20}  {e}" for a, b, c, d, e in rows]
+                     fmt(memory["per_stream_kib"]), "", "≤ 64"))  # fmt: skip
+    lines = [
+        f"{'figure':44} {'direct':>14} {'relay':>14} {'service':>20} {'service + redis':>20}"
+        "  target"
+    ]
+    lines += [f"{a:44} {b:>14} {c:>14} {d:>20} {r:>20}  {e}" for a, b, c, d, r, e in rows]
     wsgi = figures.get("wsgi")
     if wsgi:
         lines.append(
@@ -752,10 +845,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--profile", type=Path, help="py-spy the service under the CPU load")
+    parser.add_argument(
+        "--redis",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the service with REDIS_URL on a private redis-server (default on)",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SCENARIOS) if args.only else set()
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.redis and not redis_server_available():
+        print("redis-server not found: the Redis run is left out (--no-redis)", file=sys.stderr)
+        args.redis = False
     loop = install_fast_loop()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="c3-bench-") as tmp:
@@ -764,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["run"] = {
         "database": "sqlite" if args.sqlite else "postgresql",
         "quick": args.quick,
+        "redis": args.redis,
         "client_loop": loop,
         "seconds": round(time.monotonic() - started, 1),
         "machine": machine(),

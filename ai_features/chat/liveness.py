@@ -33,6 +33,7 @@ from typing import IO, Protocol
 from django.conf import settings
 from django.utils import timezone
 
+from .. import metrics
 from ..models import Message
 from .db import db_task
 
@@ -198,12 +199,16 @@ def _streaming_epochs(prefix: str) -> set[str]:
 
 @db_task
 def _interrupt_producers(producers: list[str]) -> int:
-    return Message.objects.filter(status=Message.Status.STREAMING, producer__in=producers).update(
+    # status='streaming' in the WHERE: an answer that ended meanwhile keeps its ending.
+    ended = Message.objects.filter(status=Message.Status.STREAMING, producer__in=producers).update(
         status=Message.Status.INTERRUPTED,
         finish_reason="interrupted",
         error_code="server_restarting",
         updated_at=timezone.now(),
     )
+    if ended:
+        metrics.STREAMS_TOTAL.labels("interrupted").inc(ended)
+    return ended
 
 
 def new_liveness() -> Liveness:

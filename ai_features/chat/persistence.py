@@ -2,6 +2,13 @@
 
 Each function is one transaction: the user's message is stored before the model is called,
 the assistant message exists from the first event, and its final state always lands.
+
+An answer ends once. Three parties may end one: its producer (finish_message), the stale
+sweep (expire_stale_streaming_sync, from the database heartbeat) and a reader of the shared
+Redis log that finds the producer's `live` key gone (interrupt_orphan). Each moves the row
+out of `streaming` only with `status = 'streaming'` in the UPDATE's WHERE, so the first
+ending stands and a later one (a producer that was only slow, not dead) keeps it, adding
+nothing but text that would otherwise be lost; whoever made the move counts it in metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .. import metrics
 from ..models import Conversation, Message
 from . import versions
 from .db import db_task
@@ -294,57 +302,61 @@ def finish_message(
     finish_reason: str = "",
     error_code: str = "",
     usage: dict[str, int] | None = None,
-) -> None:
-    with transaction.atomic():
-        if status == Message.Status.COMPLETE and _locked_status(message_id) == (
-            Message.Status.STOPPED
-        ):
-            # Stopped from another process just before the answer completed here: the stop
-            # was already confirmed to the user, so it stands (with the whole text).
-            status, finish_reason = Message.Status.STOPPED, "stopped"
-        Message.objects.filter(pk=message_id).update(
-            content=content,
-            status=status,
-            finish_reason=finish_reason,
-            error_code=error_code,
-            prompt_tokens=usage["prompt_tokens"] if usage else None,
-            completion_tokens=usage["completion_tokens"] if usage else None,
-            updated_at=timezone.now(),
-        )
+) -> MessageSnapshot | None:
+    """Store the producer's ending. None when it was stored; the state that stands when
+    the message had already been ended elsewhere (the stale sweep or a reader of the Redis
+    log took the producer for dead), so that the producer sends the final event the other
+    readers got instead of a second, different one."""
+    fields = {
+        "content": content,
+        "status": status,
+        "finish_reason": finish_reason,
+        "error_code": error_code,
+        "prompt_tokens": usage["prompt_tokens"] if usage else None,
+        "completion_tokens": usage["completion_tokens"] if usage else None,
+    }
+    return _store_ending(message_id, fields)
 
 
 @db_task
 def store_text(message_id: str, content: str, status: str, error_code: str = "") -> None:
     """The last resort when finish_message failed: the text, status and this project's own
     error code, with the model's metadata (finish reason, usage) left empty, so that the
-    answer is never lost."""
+    answer is never lost. An ending stored elsewhere first stands, as in finish_message."""
+    fields = {
+        "content": content,
+        "status": status,
+        "finish_reason": "",
+        "error_code": error_code,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+    }
+    _store_ending(message_id, fields)
+
+
+def _store_ending(message_id: str, fields: dict) -> MessageSnapshot | None:
+    now = timezone.now()
+    rows = Message.objects.filter(pk=message_id)
     with transaction.atomic():
-        if status == Message.Status.COMPLETE and _locked_status(message_id) == (
-            Message.Status.STOPPED
-        ):
-            # As in finish_message: a stop confirmed from another process stands.
-            Message.objects.filter(pk=message_id).update(content=content, updated_at=timezone.now())
-            return
-        Message.objects.filter(pk=message_id).update(
-            content=content,
-            status=status,
-            finish_reason="",
-            error_code=error_code,
-            prompt_tokens=None,
-            completion_tokens=None,
-            updated_at=timezone.now(),
-        )
-
-
-def _locked_status(message_id: str) -> str | None:
-    """The message's status, its row locked until the transaction ends: a plain read
-    would miss a stop committed before this transaction's own write (PostgreSQL)."""
-    return (
-        Message.objects.select_for_update()
-        .filter(pk=message_id)
-        .values_list("status", flat=True)
-        .first()
-    )
+        # The usual case: still streaming, so this ending is the first.
+        if rows.filter(status=Message.Status.STREAMING).update(**fields, updated_at=now):
+            return None
+        # Stopped from another process (mark_stopped asks; the producer ends it). An answer
+        # that completed meanwhile stays stopped: the stop was already confirmed to the user.
+        stopped = dict(fields)
+        if stopped["status"] == Message.Status.COMPLETE:
+            stopped.update(status=Message.Status.STOPPED, finish_reason="stopped")
+        if rows.filter(status=Message.Status.STOPPED).update(**stopped, updated_at=now):
+            return None
+        # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the parent join.
+        message = rows.select_for_update(of=("self",)).select_related("parent").first()
+        if message is None:
+            return None  # deleted meanwhile (the conversation or its history)
+        # Ended elsewhere first: that state stands; only text it lacks is added.
+        if len(fields["content"]) > len(message.content):
+            message.content = fields["content"]
+            message.save(update_fields=["content", "updated_at"])
+        return _snapshot(message)
 
 
 def _snapshot(message: Message) -> MessageSnapshot:
@@ -384,11 +396,16 @@ def expire_stale_streaming_sync(conversation_ids: list | None = None) -> int:
     )
     if conversation_ids is not None:
         stale = stale.filter(conversation_id__in=conversation_ids)
-    return stale.update(
+    # `stale` keeps status='streaming' in the UPDATE's WHERE: a producer that ends the
+    # message at the same moment wins or loses as a whole, never half.
+    ended = stale.update(
         status=Message.Status.INTERRUPTED,
         finish_reason="interrupted",
         error_code="server_restarting",
     )
+    if ended:
+        metrics.STREAMS_TOTAL.labels("interrupted").inc(ended)
+    return ended
 
 
 expire_stale_streaming = db_task(expire_stale_streaming_sync)
@@ -427,26 +444,41 @@ def _expire_if_stale(message: Message) -> Message:
     return message
 
 
+@dataclass(frozen=True)
+class OrphanEnding:
+    snapshot: MessageSnapshot
+    ended_here: bool  # this call moved it out of `streaming` (so it counts it, once)
+
+
 @db_task
-def interrupt_orphan(message_id: str, logged_text: str) -> MessageSnapshot | None:
+def interrupt_orphan(message_id: str, logged_text: str) -> OrphanEnding | None:
     """End a message whose producer died: `interrupted`, with the text of the shared event
     log (which is ahead of the last partial save). A message that already ended otherwise
-    (complete, stopped, error) keeps its state; None when it no longer exists."""
+    (complete, stopped, error) keeps its state; one the stale sweep marked interrupted gets
+    the logged text. None when it no longer exists."""
+    now = timezone.now()
+    rows = Message.objects.filter(pk=message_id)
     with transaction.atomic():
-        message = Message.objects.select_for_update().filter(pk=message_id).first()
+        # The move out of `streaming` is one conditional UPDATE: of two readers (or a reader
+        # and the sweep, or a late producer) only one makes it.
+        ended_here = bool(
+            rows.filter(status=Message.Status.STREAMING).update(
+                status=Message.Status.INTERRUPTED,
+                finish_reason="interrupted",
+                error_code="interrupted",
+                updated_at=now,
+            )
+        )
+        # of=self: PostgreSQL refuses FOR UPDATE on the nullable side of the parent join.
+        message = rows.select_for_update(of=("self",)).select_related("parent").first()
         if message is None:
             return None
-        open_statuses = (Message.Status.STREAMING, Message.Status.INTERRUPTED)
-        if message.status in open_statuses and len(logged_text) >= len(message.content):
+        if message.status == Message.Status.INTERRUPTED and len(logged_text) >= len(
+            message.content
+        ):
             message.content = logged_text
-            message.status = Message.Status.INTERRUPTED
-            message.finish_reason = "interrupted"
             message.error_code = "interrupted"
-            message.save(
-                update_fields=["content", "status", "finish_reason", "error_code", "updated_at"]
-            )
-        elif message.status == Message.Status.STREAMING:
-            message.status = Message.Status.INTERRUPTED
-            message.finish_reason = "interrupted"
-            message.save(update_fields=["status", "finish_reason", "updated_at"])
-        return _snapshot(message)
+            message.save(update_fields=["content", "error_code", "updated_at"])
+        if ended_here:
+            metrics.STREAMS_TOTAL.labels("interrupted").inc()
+        return OrphanEnding(_snapshot(message), ended_here)

@@ -13,7 +13,9 @@ them between processes:
 - liveness: each generation's `live` key is refreshed by one heartbeat task per process and
   expires STREAM_STALE_AFTER_SECONDS after the producer's last sign of life; a follower that
   finds it gone (SIGKILL, a crashed host) stores the logged text, and ends the log with an
-  `error` event `interrupted`;
+  `error` event `interrupted` and a seal entry above every event id, in one script: a
+  producer that was only slow (a stalled loop, a Redis outage longer than the window) can
+  then add nothing after that final event, and stops writing to Redis when it is refused;
 - stop: a stop for a message generated elsewhere is published on one channel; the process
   that generates it cancels it at once.
 
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 STOP_CHANNEL = "c3:stop"
 FOLLOW_BLOCK_SECONDS = 0.25  # a message followed from now on waits at most this for its XREAD
 LIVENESS_CHECK_SECONDS = 1.0  # how often followers check the producers of quiet messages
+CLOSE_ATTEMPTS, CLOSE_WAIT_SECONDS = 3, 1.5  # aclose: cancels, and the wait after each
 
 
 def log_key(message_id: str) -> str:
@@ -57,6 +60,21 @@ def live_key(message_id: str) -> str:
 
 def _entry_id(event_id: int) -> str:
     return f"0-{event_id}"
+
+
+# Events are entries 0-<n>. SEAL_ID is above all of them, so once it is in a log every
+# later XADD of an event is refused: the orphan's final event stays the last one.
+SEAL_ID = "1-0"
+# KEYS[1] the log; ARGV: the final's entry id, its data, the TTL. Atomic: either the final
+# takes the next id and the log is sealed, or (that id was taken: the producer was alive
+# after all, or another follower was first) nothing is written and 0 comes back.
+END_ORPHAN_SCRIPT = """
+local added = redis.pcall('XADD', KEYS[1], ARGV[1], 'd', ARGV[2])
+if type(added) == 'table' and added.err then return 0 end
+redis.call('XADD', KEYS[1], '1-0', 'seal', '1')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 
 
 # (message_id, text in the log) -> the final event data, after storing the text.
@@ -93,6 +111,7 @@ class RedisEventLog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: aredis.Redis | None = None
         self._writing = False
+        self._closing = False
 
     # --- the EventLog interface ------------------------------------------------------
 
@@ -149,6 +168,7 @@ class RedisEventLog:
         if self._loop is loop:
             return
         self._loop = loop
+        self._closing = False
         self._wake_flusher, self._wake_follower = asyncio.Event(), asyncio.Event()
         # A blocking XREAD (and the stop subscription) needs a longer socket timeout.
         self._reader = make_client(
@@ -163,11 +183,23 @@ class RedisEventLog:
         deadline = loop.time() + flush_timeout
         while (self._pending or self._writing) and self._tasks and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        self._closing = True
+        pending = set(self._tasks)
+        for _ in range(CLOSE_ATTEMPTS):
+            if not pending:
+                break
+            # A cancel can be lost: redis-py's pub/sub read converts a cancellation that
+            # races its own read timeout into "no message" (seen with redis 8.1 on Python
+            # 3.11), and the loop would read again forever. So cancel again, and the loops
+            # also stop at `_closing`, at the latest after one read timeout.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CLOSE_WAIT_SECONDS)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not log it as lost
+        if pending:
+            logger.warning("%d Redis event log task(s) did not stop", len(pending))
         self._tasks.clear()
         self._loop = None
 
@@ -181,26 +213,52 @@ class RedisEventLog:
             batch, self._pending = self._pending, {}
             if not batch or not self.redis.outage.should_try():
                 continue  # during an outage the events stay in this process only
+            # The message each XADD of the pipeline belongs to (None: other commands).
+            owners: list[str | None] = []
 
-            def write(r: aredis.Redis, batch: dict[str, list[ChatEvent]] = batch) -> Any:
+            def write(
+                r: aredis.Redis,
+                batch: dict[str, list[ChatEvent]] = batch,
+                owners: list[str | None] = owners,
+            ) -> Any:
                 pipe = r.pipeline(transaction=False)
+                owners.clear()  # in case the call is tried again
                 for message_id, events in batch.items():
                     key = log_key(message_id)
                     for event in events:
                         pipe.xadd(key, {"d": json.dumps(event.data)}, id=_entry_id(event.id))
+                        owners.append(message_id)
                     pipe.expire(key, int(self.retention) + 1)
+                    owners.append(None)
                     if events[-1].is_final:
                         pipe.delete(live_key(message_id))
-                # An id refused after an outage (a gap) must not fail the others.
+                        owners.append(None)
+                # A refused id must not fail the other messages' writes.
                 return pipe.execute(raise_on_error=False)
 
             self._writing = True
             try:
-                await self.redis.acall(write)
+                results = await self.redis.acall(write)
             except RedisUnavailable:
-                pass
+                results = []
             finally:
                 self._writing = False
+            refused = {
+                owner
+                for owner, result in zip(owners, results, strict=False)
+                if owner is not None and isinstance(result, ResponseError)
+            }
+            for message_id in refused:
+                self._superseded(message_id)
+
+    def _superseded(self, message_id: str) -> None:
+        """An event id of ours was refused: a follower elsewhere took this generation for
+        dead and ended (and sealed) its log. Its ending stands (the database says the same,
+        see persistence); this process stops writing the message to Redis and stops keeping
+        it alive there. Readers here still get every event from memory."""
+        logger.warning("message=%s was ended by another process; no more writes", message_id)
+        self._produced.discard(message_id)
+        self._pending.pop(message_id, None)
 
     async def _heartbeat(self) -> None:
         """Keeps every generation of this process alive in Redis, one pipeline a beat."""
@@ -258,7 +316,7 @@ class RedisEventLog:
         assert self._wake_follower is not None and self._reader is not None
         loop = asyncio.get_running_loop()
         last_check = loop.time()
-        while True:
+        while not self._closing:  # see aclose: a cancel during a blocking read can be lost
             if not self._mirrors:
                 self._wake_follower.clear()
                 await self._wake_follower.wait()
@@ -320,14 +378,19 @@ class RedisEventLog:
         final = await self.on_orphan(message_id, text)
         next_id = len(events) + 1
         try:
-            await self.redis.acall(
-                lambda r: r.xadd(
-                    log_key(message_id), {"d": json.dumps(final)}, id=_entry_id(next_id)
+            written = await self.redis.acall(
+                lambda r: r.eval(
+                    END_ORPHAN_SCRIPT,
+                    1,
+                    log_key(message_id),
+                    _entry_id(next_id),
+                    json.dumps(final),
+                    int(self.retention) + 1,
                 )
             )
         except RedisUnavailable:
-            pass
-        except ResponseError:
+            written = True  # readers here still get the final event
+        if not written:
             return  # another process (or a late producer) wrote that id: follow it instead
         await self._copy(
             message_id, [(_entry_id(next_id).encode(), {b"d": json.dumps(final).encode()})]
@@ -354,14 +417,14 @@ class RedisEventLog:
     async def _stops(self) -> None:
         """Obey stops published by other processes for generations running here."""
         assert self._reader is not None
-        while True:
+        while not self._closing:
             if not self.redis.outage.should_try():
                 await asyncio.sleep(1)
                 continue
             pubsub = self._reader.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(STOP_CHANNEL)
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue

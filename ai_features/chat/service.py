@@ -374,7 +374,8 @@ class ChatService:
             await asyncio.shield(finalize)
         except asyncio.CancelledError:
             await finalize
-        if prepared.wants_title and outcome[0] == Message.Status.COMPLETE:
+        # The status stored, which is not ours when the answer was ended elsewhere first.
+        if prepared.wants_title and finalize.result() == Message.Status.COMPLETE:
             # After the final event: a slow or failing title never touches the answer.
             task = asyncio.create_task(
                 titles.agenerate_title(provider, prepared), name=f"title-{message_id}"
@@ -394,11 +395,14 @@ class ChatService:
             outcome, final = cancelled_ending(generation.message_id, generation.cancel_reason)
             task.get_loop().create_task(self._finalize(generation.message_id, "", outcome, final))
 
-    async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> None:
+    async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> str:
+        """Store the ending, send the final event, free the slot; returns the status that
+        stands."""
         status, finish_reason, error_code, usage = outcome
         self.liveness.unregister(message_id)
+        ended_elsewhere: MessageSnapshot | None = None
         try:
-            await persistence.finish_message(
+            ended_elsewhere = await persistence.finish_message(
                 message_id,
                 content=text,
                 status=status,
@@ -415,13 +419,21 @@ class ChatService:
             except Exception:
                 logger.exception("could not store the text of message=%s", message_id)
         finally:
+            if ended_elsewhere is not None:
+                # The stale sweep or a reader of the Redis log took this generation for
+                # dead and ended the message first (and counted it): its ending stands, and
+                # readers here get the same final event as readers there.
+                status, final = ended_elsewhere.status, final_data_for(ended_elsewhere)
+                logger.warning("message=%s was ended elsewhere as %s", message_id, status)
             await self.log.append(message_id, final)
             generation = self.generations.pop(message_id, None)
             if generation is not None:
                 metrics.STREAMS_ACTIVE.dec()
                 await self.slots.release(generation.user_id, message_id=message_id)
-            metrics.STREAMS_TOTAL.labels(str(status)).inc()
+            if ended_elsewhere is None:
+                metrics.STREAMS_TOTAL.labels(str(status)).inc()
             logger.info("chat finished message=%s status=%s", message_id, status)
+        return str(status)
 
     # --- shutdown ------------------------------------------------------------------------
 
@@ -543,12 +555,10 @@ def cancelled_ending(message_id: str, reason: str | None) -> tuple[tuple, dict]:
 async def end_orphaned_message(message_id: str, logged_text: str) -> dict:
     """A message whose producer died (found by a reader of the shared log): its stored text
     becomes the logged text, its status `interrupted`; returns the final event."""
-    snapshot = await persistence.interrupt_orphan(message_id, logged_text)
-    if snapshot is None:
+    ending = await persistence.interrupt_orphan(message_id, logged_text)
+    if ending is None:
         return error_data("not_found", NotFound.default_message, message_id)
-    if snapshot.status == Message.Status.INTERRUPTED:
-        metrics.STREAMS_TOTAL.labels("interrupted").inc()
-    return final_data_for(snapshot)
+    return final_data_for(ending.snapshot)  # counted in metrics by interrupt_orphan, once
 
 
 def final_data_for(snapshot: MessageSnapshot) -> dict:

@@ -7,17 +7,20 @@ completes against the real servers and that each figure was measured, not left o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.redis_server import redis_server_available
 from tests.support.servers import ROOT
 
 pytestmark = pytest.mark.integration
 
 TARGETS = ("direct", "relay", "service")
+REDIS = "service_redis"  # the same service with REDIS_URL on a private redis-server
 
 
 def test_quick_run_writes_every_figure(db_kind: str, tmp_path: Path) -> None:
@@ -27,6 +30,10 @@ def test_quick_run_writes_every_figure(db_kind: str, tmp_path: Path) -> None:
         argv.append("--sqlite")
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=170)
     assert run.returncode == 0, run.stderr[-3000:]
+    # The Redis run is part of every bench run where redis-server exists (CI installs it).
+    with_redis = redis_server_available()
+    if not with_redis:
+        assert os.environ.get("C3_REQUIRE_REDIS") != "1", "redis-server is required"
     assert "CPU/token" in run.stdout  # the table
     figures = json.loads(out.read_text())
 
@@ -38,6 +45,29 @@ def test_quick_run_writes_every_figure(db_kind: str, tmp_path: Path) -> None:
         assert cpu[name]["cpu_ratio_to_upstream"] > 0
         assert cpu["streams_per_core_at_50_tokens_per_s"][name] > 0
     assert cpu["service"]["cpu_ratio_to_relay"] > 0
+    assert figures["run"]["redis"] is with_redis
+
+    if with_redis:
+        assert "service + redis" in run.stdout
+        redis_cpu = cpu[REDIS]
+        assert redis_cpu["completed"] == cpu["streams"]
+        assert redis_cpu["cpu_per_token_us"] > 0
+        assert redis_cpu["cpu_ratio_to_upstream"] > 0
+        assert redis_cpu["cpu_ratio_to_relay"] > 0
+        assert redis_cpu["redis_server_cpu_per_token_us"] >= 0
+        assert cpu["streams_per_core_at_50_tokens_per_s"][REDIS] > 0
+        # It really went through Redis: the answers' event logs are there...
+        assert figures["redis"]["event_logs_in_redis"] >= cpu["streams"]
+        # ...and the producer's per-token cost in Redis stays small: an XADD per event plus
+        # an EXPIRE per batch and the heartbeats (a reader in the producing process reads
+        # memory; readers elsewhere are covered by tests/ai_features' Redis log tests).
+        assert 0 < redis_cpu["redis_commands_per_token"] < 4
+        for scenario in ("ttft_single", "ttft_burst"):
+            assert figures[scenario][REDIS]["completed"] == figures[scenario]["streams"]
+            assert figures[scenario][REDIS]["ttft_p50_ms"] is not None
+            assert figures[scenario][REDIS]["added_ttft_p50_ms"] is not None
+        first_level = next(iter(figures["gaps"]["levels"].values()))
+        assert first_level[REDIS]["gap_p99_ms"] is not None
 
     for scenario in ("ttft_single", "ttft_burst"):
         for name in TARGETS:

@@ -495,9 +495,11 @@ def test_an_orphan_takes_the_logged_text_when_it_is_ahead(alice: Any) -> None:
     """The event log's text (at least as long as the stored text) replaces it."""
     answer = streaming_answer(alice, "The whole")
 
-    snapshot = call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
+    snapshot = ending.snapshot
 
     answer.refresh_from_db()
+    assert ending.ended_here
     assert (answer.status, answer.finish_reason, answer.error_code, answer.content) == (
         "interrupted",
         "interrupted",
@@ -515,9 +517,11 @@ def test_an_orphan_never_loses_stored_text_longer_than_the_log(alice: Any) -> No
     """A shorter logged text is ignored: the stored text stays, the answer ends."""
     answer = streaming_answer(alice, FULL_TEXT)
 
-    snapshot = call(persistence.interrupt_orphan, str(answer.pk), "The")
+    ending = call(persistence.interrupt_orphan, str(answer.pk), "The")
+    snapshot = ending.snapshot
 
     answer.refresh_from_db()
+    assert ending.ended_here
     assert (answer.status, answer.finish_reason, answer.content) == (
         "interrupted",
         "interrupted",
@@ -531,9 +535,10 @@ def test_an_answer_expired_by_the_sweep_still_gets_the_logged_text(alice: Any) -
     answer = streaming_answer(alice, "The")
     Message.objects.filter(pk=answer.pk).update(status="interrupted", error_code="x")
 
-    call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
 
     answer.refresh_from_db()
+    assert not ending.ended_here  # the sweep ended it (and counted it)
     assert (answer.status, answer.content, answer.error_code) == (
         "interrupted",
         FULL_TEXT,
@@ -547,9 +552,11 @@ def test_an_answer_that_ended_keeps_its_state(alice: Any, status: str) -> None:
     answer = streaming_answer(alice, "The")
     Message.objects.filter(pk=answer.pk).update(status=status, finish_reason="r")
 
-    snapshot = call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
+    snapshot = ending.snapshot
 
     answer.refresh_from_db()
+    assert not ending.ended_here
     assert (answer.status, answer.finish_reason, answer.content) == (status, "r", "The")
     assert (snapshot.status, snapshot.content) == (status, "The")
 

@@ -4,11 +4,17 @@ share nothing but Redis)."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from ai_features.chat.events import content_data, done_data, error_data, start_data
-from ai_features.chat.redis_eventlog import RedisEventLog, live_key, log_key
+from ai_features.chat.redis_eventlog import (
+    END_ORPHAN_SCRIPT,
+    RedisEventLog,
+    live_key,
+    log_key,
+)
 from ai_features.redis_client import ProcessRedis
 from tests.support.redis_server import RedisServer
 
@@ -144,3 +150,106 @@ async def test_redis_down_keeps_the_local_log_working(make_log, redis_server) ->
     finally:
         await _close(log)
         redis_server.start()
+
+
+async def _calls(log: RedisEventLog, *commands: str) -> int:
+    """How many times redis-server ran these commands so far (all clients)."""
+    stats = await log.redis.client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in commands)
+
+
+async def test_many_readers_elsewhere_cost_no_redis_call_per_token_per_reader(make_log) -> None:
+    """Twenty readers in another process follow one answer token by token: that process
+    reads Redis with one XREAD loop for all of them, so its Redis calls grow with the
+    producer's batches, never with readers × tokens."""
+    producer, follower = make_log(), make_log()
+    readers, tokens = 20, 40
+    try:
+        await producer.open("m5")
+        await producer.append("m5", start_data("c1", "m5"))
+        await asyncio.sleep(0.1)
+        reads_before = await _calls(follower, "xread", "xrange", "xrevrange", "xlen")
+        tasks = [asyncio.create_task(read_until_final(follower, "m5")) for _ in range(readers)]
+        await asyncio.sleep(0.2)
+        for index in range(tokens):
+            await producer.append("m5", content_data(f"t{index} "))
+            await asyncio.sleep(0.01)  # one batch (pipeline) per token: the worst case
+        await producer.append("m5", done_data("m5", "stop", None))
+        results = await asyncio.wait_for(asyncio.gather(*tasks), 15)
+        expected = "".join(f"t{index} " for index in range(tokens))
+        for events in results:
+            assert [e.id for e in events] == list(range(1, tokens + 3))
+            assert "".join(e.data.get("content", "") for e in events[1:-1]) == expected
+        reads = await _calls(follower, "xread", "xrange", "xrevrange", "xlen") - reads_before
+        # About one read per producer batch (plus the first catch-up and idle re-blocks);
+        # a read per reader per token would be readers × tokens = 800.
+        assert reads <= tokens + 20, reads
+    finally:
+        await _close(producer, follower)
+
+
+async def _event_entries(log: RedisEventLog, message_id: str) -> list[dict]:
+    """The events the Redis log holds for a message, in order (the seal is no event)."""
+    entries = await log.redis.client.xrange(log_key(message_id))
+    return [json.loads(fields[b"d"]) for _, fields in entries if b"d" in fields]
+
+
+async def test_a_slow_producer_taken_for_dead_cannot_add_a_second_final(make_log) -> None:
+    """The producer is alive but its `live` key lapsed (a stalled loop, a long Redis
+    hiccup): a follower ends the message. What the producer sends afterwards must not land
+    after that final event in Redis, and it stops writing the message there."""
+    orphans = Orphans()
+    producer = make_log(stale_after=30.0)  # its next heartbeat is seconds away
+    follower = make_log(stale_after=1.0, orphans=orphans)
+    try:
+        await producer.open("m6")
+        await producer.append("m6", start_data("c1", "m6"))
+        await producer.append("m6", content_data("so far"))
+        await asyncio.sleep(0.2)
+        await producer.redis.client.delete(live_key("m6"))  # the lapse
+        events = await asyncio.wait_for(read_until_final(follower, "m6"), 15)
+        assert events[-1].data["code"] == "interrupted"
+        assert orphans.stored == {"m6": "so far"}
+
+        # The producer wakes up and carries on to its own ending.
+        await producer.append("m6", content_data(" and more"))
+        await producer.append("m6", done_data("m6", "stop", None))
+        await asyncio.sleep(0.3)
+        logged = await _event_entries(producer, "m6")
+        assert [d["type"] for d in logged] == ["start", "content", "error"]
+        assert "m6" not in producer._produced  # no more writes, no more heartbeats
+        assert not await producer.redis.client.exists(live_key("m6"))
+        # Any process that reads the log now gets the one ending.
+        third = make_log()
+        replay = await asyncio.wait_for(read_until_final(third, "m6"), 5)
+        assert [e.data for e in replay] == [e.data for e in events]
+        await third.aclose()
+    finally:
+        await _close(producer, follower)
+
+
+async def test_an_orphan_ending_yields_to_an_event_that_took_its_id(make_log) -> None:
+    """The other order: the producer's event lands between the follower's read and its
+    write. The follower's final is not written (nor the seal), so the producer's own events,
+    final included, go on landing."""
+    producer = make_log()
+    try:
+        await producer.open("m7")
+        await producer.append("m7", start_data("c1", "m7"))
+        await producer.append("m7", content_data("x"))
+        await asyncio.sleep(0.2)
+        client = producer.redis.client
+        final = json.dumps(error_data("interrupted", "interrupted", "m7"))
+        # Event 2 exists: a follower that had read only event 1 tries to write event 2.
+        taken = await client.eval(END_ORPHAN_SCRIPT, 1, log_key("m7"), "0-2", final, 60)
+        assert taken == 0
+        await producer.append("m7", done_data("m7", "stop", None))
+        await asyncio.sleep(0.3)
+        assert [d["type"] for d in await _event_entries(producer, "m7")] == [
+            "start",
+            "content",
+            "done",
+        ]
+        assert "m7" not in producer._produced  # ended by its own final, as usual
+    finally:
+        await _close(producer)
