@@ -659,7 +659,7 @@ class Bench:
 
 PROFILE_GROUPS = {
     "openai SDK + pydantic (building chunk objects)": ("(openai/", "(pydantic"),
-    "httpx/httpcore (upstream HTTP)": ("(httpx/", "(httpcore/", "(h11/"),
+    "httpx/httpcore (upstream HTTP)": ("(httpx/", "(httpcore/", "(httpx2/", "(httpcore2/", "(h11/"),
     "database (Django ORM, psycopg/sqlite3, sync_to_async)": (
         "(django/db/",
         "(psycopg/",
