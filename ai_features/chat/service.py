@@ -54,6 +54,58 @@ logger = logging.getLogger(__name__)
 RESTARTING_MESSAGE = "サーバーが再起動しました。再開すると続きを読み込みます。"
 INTERNAL_ERROR_MESSAGE = InternalError.default_message
 INTERRUPTED_MESSAGE = "この回答はサーバーの再起動で中断されました。"
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a generation ended: what is stored on the message and, through `final_data`, the
+    final event its readers get. One value for the four places that end a message (the
+    token loop, a cancelled task, an answer ended elsewhere, an orphan found by a reader)."""
+
+    status: str
+    finish_reason: str
+    error_code: str = ""
+    usage: dict[str, int] | None = None
+    message: str = ""  # the error event's text for the user (errors only)
+
+    def final_data(self, message_id: str) -> dict:
+        if self.status in (Message.Status.COMPLETE, Message.Status.STOPPED):
+            return done_data(message_id, self.finish_reason, self.usage)
+        return error_data(self.error_code, self.message, message_id)
+
+    @classmethod
+    def complete(cls, finish_reason: str, usage: dict[str, int] | None) -> Ending:
+        return cls(Message.Status.COMPLETE, finish_reason, usage=usage)
+
+    @classmethod
+    def failed(cls, code: str, message: str) -> Ending:
+        return cls(Message.Status.ERROR, "error", code, message=message)
+
+    @classmethod
+    def cancelled(cls, reason: str | None) -> Ending:
+        """A stop is a `done`; anything else (a shutdown) an interrupted answer the client
+        is told to resume."""
+        if reason == "stopped":
+            return cls(Message.Status.STOPPED, "stopped")
+        return cls(
+            Message.Status.INTERRUPTED,
+            "interrupted",
+            "server_restarting",
+            message=RESTARTING_MESSAGE,
+        )
+
+    @classmethod
+    def stored(cls, snapshot: MessageSnapshot) -> Ending:
+        """The ending of a message that is no longer streaming, as its row tells it."""
+        if snapshot.status in (Message.Status.COMPLETE, Message.Status.STOPPED):
+            return cls(snapshot.status, snapshot.finish_reason or "stop", usage=snapshot.usage)
+        if snapshot.status == Message.Status.INTERRUPTED:
+            return cls(snapshot.status, "interrupted", "interrupted", message=INTERRUPTED_MESSAGE)
+        code = snapshot.error_code or "upstream_error"
+        message = ProviderError.MESSAGES.get(code, INTERNAL_ERROR_MESSAGE)
+        return cls(snapshot.status, snapshot.finish_reason or "error", code, message=message)
+
+
 # Ids of events replayed from the database start above this, so a resume can tell them from
 # live-log ids (see resume()).
 REPLAY_ID_BASE = 1_000_000_000
@@ -354,22 +406,19 @@ class ChatService:
             if tail := normalizer.flush():  # a high surrogate that nothing completed
                 parts.append(tail)
                 await self.log.append(message_id, content_data(tail))
-            outcome = (Message.Status.COMPLETE, finish_reason, "", usage)
-            final = done_data(message_id, finish_reason, usage)
+            ending = Ending.complete(finish_reason, usage)
         except ProviderError as exc:
             metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
-            outcome = (Message.Status.ERROR, "error", exc.code, None)
-            final = error_data(exc.code, exc.message, message_id)
+            ending = Ending.failed(exc.code, exc.message)
         except StoppedElsewhere:
-            outcome, final = cancelled_ending(message_id, "stopped")
+            ending = Ending.cancelled("stopped")
         except asyncio.CancelledError:
-            outcome, final = cancelled_ending(message_id, generation.cancel_reason)
+            ending = Ending.cancelled(generation.cancel_reason)
         except Exception:
             logger.exception("generation failed message=%s", message_id)
-            outcome = (Message.Status.ERROR, "error", "internal_error", None)
-            final = error_data("internal_error", INTERNAL_ERROR_MESSAGE, message_id)
+            ending = Ending.failed("internal_error", INTERNAL_ERROR_MESSAGE)
         # The final write and event must land even if another cancel arrives meanwhile.
-        finalize = asyncio.ensure_future(self._finalize(message_id, "".join(parts), outcome, final))
+        finalize = asyncio.ensure_future(self._finalize(message_id, "".join(parts), ending))
         try:
             await asyncio.shield(finalize)
         except asyncio.CancelledError:
@@ -392,30 +441,29 @@ class ChatService:
         """A task cancelled before its first step never enters _generate's handlers: end
         its message here, so that no reader waits forever and no slot stays taken."""
         if task.cancelled():
-            outcome, final = cancelled_ending(generation.message_id, generation.cancel_reason)
-            task.get_loop().create_task(self._finalize(generation.message_id, "", outcome, final))
+            ending = Ending.cancelled(generation.cancel_reason)
+            task.get_loop().create_task(self._finalize(generation.message_id, "", ending))
 
-    async def _finalize(self, message_id: str, text: str, outcome: tuple, final: dict) -> str:
+    async def _finalize(self, message_id: str, text: str, ending: Ending) -> str:
         """Store the ending, send the final event, free the slot; returns the status that
         stands."""
-        status, finish_reason, error_code, usage = outcome
         self.liveness.unregister(message_id)
         ended_elsewhere: MessageSnapshot | None = None
         try:
             ended_elsewhere = await persistence.finish_message(
                 message_id,
                 content=text,
-                status=status,
-                finish_reason=finish_reason,
-                error_code=error_code,
-                usage=usage,
+                status=ending.status,
+                finish_reason=ending.finish_reason,
+                error_code=ending.error_code,
+                usage=ending.usage,
             )
         except Exception:
             # Metadata the database refused must not cost the answer: store the text on
             # its own. The client still gets its final event either way.
             logger.exception("could not store the final state of message=%s", message_id)
             try:
-                await persistence.store_text(message_id, text, status, error_code)
+                await persistence.store_text(message_id, text, ending.status, ending.error_code)
             except Exception:
                 logger.exception("could not store the text of message=%s", message_id)
         finally:
@@ -423,17 +471,17 @@ class ChatService:
                 # The stale sweep or a reader of the Redis log took this generation for
                 # dead and ended the message first (and counted it): its ending stands, and
                 # readers here get the same final event as readers there.
-                status, final = ended_elsewhere.status, final_data_for(ended_elsewhere)
-                logger.warning("message=%s was ended elsewhere as %s", message_id, status)
-            await self.log.append(message_id, final)
+                ending = Ending.stored(ended_elsewhere)
+                logger.warning("message=%s was ended elsewhere as %s", message_id, ending.status)
+            await self.log.append(message_id, ending.final_data(message_id))
             generation = self.generations.pop(message_id, None)
             if generation is not None:
                 metrics.STREAMS_ACTIVE.dec()
                 await self.slots.release(generation.user_id, message_id=message_id)
             if ended_elsewhere is None:
-                metrics.STREAMS_TOTAL.labels(str(status)).inc()
-            logger.info("chat finished message=%s status=%s", message_id, status)
-        return str(status)
+                metrics.STREAMS_TOTAL.labels(str(ending.status)).inc()
+            logger.info("chat finished message=%s status=%s", message_id, ending.status)
+        return str(ending.status)
 
     # --- shutdown ------------------------------------------------------------------------
 
@@ -541,17 +589,6 @@ async def ended_by_a_final_event(
         yield ChatEvent(id=last_id + 1, data=error_data("internal_error", INTERNAL_ERROR_MESSAGE))
 
 
-def cancelled_ending(message_id: str, reason: str | None) -> tuple[tuple, dict]:
-    """How a cancelled generation ends: a stop is a `done`; anything else (a shutdown) an
-    interrupted answer the client is told to resume."""
-    if reason == "stopped":
-        return (Message.Status.STOPPED, "stopped", "", None), done_data(message_id, "stopped", None)
-    return (
-        (Message.Status.INTERRUPTED, "interrupted", "server_restarting", None),
-        error_data("server_restarting", RESTARTING_MESSAGE, message_id),
-    )
-
-
 async def end_orphaned_message(message_id: str, logged_text: str) -> dict:
     """A message whose producer died (found by a reader of the shared log): its stored text
     becomes the logged text, its status `interrupted`; returns the final event."""
@@ -563,9 +600,4 @@ async def end_orphaned_message(message_id: str, logged_text: str) -> dict:
 
 def final_data_for(snapshot: MessageSnapshot) -> dict:
     """The closing event for a message that is no longer streaming."""
-    if snapshot.status in (Message.Status.COMPLETE, Message.Status.STOPPED):
-        return done_data(snapshot.id, snapshot.finish_reason or "stop", snapshot.usage)
-    if snapshot.status == Message.Status.INTERRUPTED:
-        return error_data("interrupted", INTERRUPTED_MESSAGE, snapshot.id)
-    code = snapshot.error_code or "upstream_error"
-    return error_data(code, ProviderError.MESSAGES.get(code, INTERNAL_ERROR_MESSAGE), snapshot.id)
+    return Ending.stored(snapshot).final_data(snapshot.id)

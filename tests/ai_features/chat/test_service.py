@@ -31,6 +31,7 @@ from ai_features.chat.service import (
     REPLAY_ID_BASE,
     RESTARTING_MESSAGE,
     ChatService,
+    Ending,
 )
 from ai_features.models import Conversation, Message
 from ai_features.providers import Delta, ProviderError, Usage
@@ -571,8 +572,8 @@ async def test_a_refused_final_write_still_stores_the_text(alice: AbstractBaseUs
     await service.log.open(mid)
     # Metadata the database refuses (a negative count breaks the column's CHECK) that got
     # past validation, e.g. a future bug: the answer's text must survive it.
-    outcome = (Message.Status.COMPLETE, "stop", "", {"prompt_tokens": -1, "completion_tokens": 1})
-    await service._finalize(mid, "the whole answer", outcome, done_data(mid, "stop", None))
+    ending = Ending.complete("stop", {"prompt_tokens": -1, "completion_tokens": 1})
+    await service._finalize(mid, "the whole answer", ending)
 
     answer = await stored(mid)
     assert (answer.content, answer.status) == ("the whole answer", Message.Status.COMPLETE)
@@ -1263,3 +1264,24 @@ async def test_a_full_event_log_refuses_new_streams_before_storing(
     # Finished answers make room (compacted, then dropped if need be).
     again = await service.start(alice.pk, ChatRequest(message="again"))
     assert (await collect(service, again.assistant_message_id))[-1].type == "done"
+
+
+@pytest.mark.parametrize(
+    ("ending", "final"),
+    [
+        (Ending.complete("length", None), done_data("m", "length", None)),
+        (Ending.cancelled("stopped"), done_data("m", "stopped", None)),
+        (
+            Ending.cancelled("shutdown"),
+            {"type": "error", "content": RESTARTING_MESSAGE, "code": "server_restarting"},
+        ),
+        (
+            Ending.failed("internal_error", INTERNAL_ERROR_MESSAGE),
+            {"type": "error", "content": INTERNAL_ERROR_MESSAGE, "code": "internal_error"},
+        ),
+    ],
+)
+def test_each_ending_has_its_final_event(ending: Ending, final: dict) -> None:
+    """The stored status and the final event come from one value: stop and complete are a
+    `done`, everything else an `error` with its code."""
+    assert ending.final_data("m") == {**final, "message_id": "m"}
