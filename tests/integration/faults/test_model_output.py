@@ -94,9 +94,8 @@ import asyncio, json, uuid
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from ai_features.chat import persistence
-from ai_features.chat.events import done_data
 from ai_features.chat.requests import ChatRequest
-from ai_features.chat.service import ChatService
+from ai_features.chat.service import ChatService, Ending
 from ai_features.models import Message
 
 async def main():
@@ -107,8 +106,8 @@ async def main():
     await service.log.open(mid)
     # Past validation (as a future bug might let it be): a reason longer than its column and
     # counts beyond a 32-bit integer, which PostgreSQL refuses.
-    outcome = ("complete", "x" * 100, "", {"prompt_tokens": 2**40, "completion_tokens": -1})
-    await service._finalize(mid, "the whole answer", outcome, done_data(mid, "stop", None))
+    ending = Ending("complete", "x" * 100, usage={"prompt_tokens": 2**40, "completion_tokens": -1})
+    await service._finalize(mid, "the whole answer", ending)
     m = await sync_to_async(Message.objects.get)(pk=mid)
     print("ROW=" + json.dumps([m.status, m.content]))
 
