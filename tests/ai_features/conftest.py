@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import environ
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connections
 
@@ -48,3 +50,15 @@ def unit_database(
             del connections["default"]
             connections.settings["default"] = original_settings
             connections["default"] = original_connection
+
+
+@pytest.fixture
+def alice(db_kind: str) -> Any:
+    """A user on the module's database (SQLite, or PostgreSQL through unit_database)."""
+    return get_user_model().objects.create_user("alice")
+
+
+@pytest.fixture
+def bob(db_kind: str) -> Any:
+    """A second user, for what one user must not see or change of another's."""
+    return get_user_model().objects.create_user("bob")

@@ -22,16 +22,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("unit_database")]
 User = get_user_model()
 
 
-@pytest.fixture
-def alice(db_kind: str) -> Any:
-    return User.objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(db_kind: str) -> Any:
-    return User.objects.create_user("bob")
-
-
 def conversation_with(owner: Any, *texts: str, title: str = "") -> Conversation:
     conversation = Conversation.objects.create(owner=owner, title=title)
     parent = None

@@ -53,16 +53,6 @@ def streaming_answer(user: Any, content: str = "") -> Message:
     return Message.objects.get(pk=prepared.assistant_message_id)
 
 
-@pytest.fixture
-def alice(db_kind: str) -> Any:
-    return User.objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(db_kind: str) -> Any:
-    return User.objects.create_user("bob")
-
-
 # --- prepare_chat --------------------------------------------------------------------------
 
 
