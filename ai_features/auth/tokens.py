@@ -4,7 +4,7 @@ two are different sites (two *.onrender.com hosts never share a cookie).
 A token names the Django session it was minted from. It is encrypted and authenticated
 (Fernet, key derived from the shared SECRET_KEY) so the page's JavaScript never sees the
 session key itself. Verifying it loads that session through Django's own session store and
-`aget_user`, so a logout (session flushed) or a password change (session hash no longer
+`get_user`, so a logout (session flushed) or a password change (session hash no longer
 matches) ends the token's power at once, without any bookkeeping of ours.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.contrib.auth import aget_user, get_user
+from django.contrib.auth import get_user
 from django.utils.crypto import salted_hmac
 
 _SALT = "ai_features.auth.tokens.stream-token"
@@ -48,11 +48,7 @@ def session_store(session_key: str | None):
     return engine.SessionStore(session_key)
 
 
-async def _keep_session_key() -> None:
-    """Stands in for acycle_key: see get_user_for_session."""
-
-
-def _keep_session_key_sync() -> None:
+def _keep_session_key() -> None:
     """Stands in for cycle_key: see get_user_for_session."""
 
 
@@ -66,15 +62,8 @@ def get_user_for_session(session_key: str | None):
     c3-app) and kill the token that names it. c3-app re-keys it on the user's next visit.
     """
     session = session_store(session_key)
-    session.cycle_key = _keep_session_key_sync
+    session.cycle_key = _keep_session_key
     return get_user(SimpleNamespace(session=session))
-
-
-async def aget_user_for_session(session_key: str | None):
-    """get_user_for_session through Django's own async path (aget_user)."""
-    session = session_store(session_key)
-    session.acycle_key = _keep_session_key
-    return await aget_user(SimpleNamespace(session=session))
 
 
 def _token_claims(token: str) -> tuple[str, str] | None:
@@ -95,18 +84,10 @@ def _token_user(user, user_id: str):
 
 
 def verify_stream_token(token: str):
-    """Return the authenticated user the token stands for, or None (sync twin)."""
+    """Return the authenticated user the token stands for, or None (the stream service
+    calls it on its database threads, see chat/db.py)."""
     claims = _token_claims(token)
     if claims is None:
         return None
     session_key, user_id = claims
     return _token_user(get_user_for_session(session_key), user_id)
-
-
-async def averify_stream_token(token: str):
-    """Return the authenticated user the token stands for, or None."""
-    claims = _token_claims(token)
-    if claims is None:
-        return None
-    session_key, user_id = claims
-    return _token_user(await aget_user_for_session(session_key), user_id)

@@ -42,10 +42,9 @@ VERIFY = (
     SETUP
     + """
 import sys
-from asgiref.sync import async_to_sync
 from django.conf import settings
-from ai_features.auth.tokens import averify_stream_token
-user = async_to_sync(averify_stream_token)(sys.argv[1])
+from ai_features.auth.tokens import verify_stream_token
+user = verify_stream_token(sys.argv[1])
 print(json.dumps({"user": user.pk if user else None, "fallbacks": settings.SECRET_KEY_FALLBACKS}))
 """
 )

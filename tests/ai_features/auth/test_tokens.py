@@ -9,13 +9,12 @@ from types import SimpleNamespace
 
 import cryptography.fernet
 import pytest
-from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.sessions.models import Session
 from django.test import Client
 
-from ai_features.auth.tokens import averify_stream_token, mint_stream_token
+from ai_features.auth.tokens import mint_stream_token, verify_stream_token
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +22,7 @@ User = get_user_model()
 
 
 def verify(token: str) -> AbstractBaseUser | None:
-    # Sync test, async code: async_to_sync runs the ORM calls on this thread, inside the
-    # test's transaction.
-    return async_to_sync(averify_stream_token)(token)
+    return verify_stream_token(token)
 
 
 def make_user(username: str = "alice") -> AbstractBaseUser:
