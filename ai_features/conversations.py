@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .chat import versions
 from .chat.errors import InvalidRequest, NotFound
-from .chat.persistence import expire_stale_streaming_sync, parse_uuid
+from .chat.persistence import expire_stale_streaming, parse_uuid
 from .chat.requests import is_storable
 from .chat.text import neutralise_bidi, storable
 from .models import Conversation, Message
@@ -121,7 +121,7 @@ def list_conversations(user, query: str = "") -> list[Conversation]:
     found = list(listed[:MAX_LISTED])
     marked = [c.pk for c in found if c.streaming]
     # An answer whose process died is no longer "streaming" (see expire_stale_streaming).
-    if marked and expire_stale_streaming_sync(marked):
+    if marked and expire_stale_streaming(marked):
         found = list(listed[:MAX_LISTED])
     return found
 
@@ -155,7 +155,7 @@ def history(
     if conversation is None:
         return None, []
     # An answer whose process died long ago is shown as interrupted, not "streaming".
-    expire_stale_streaming_sync([conversation.pk])
+    expire_stale_streaming([conversation.pk])
     limit = max(1, min(limit, MAX_HISTORY_LIMIT))
     tree = versions.Tree.load(conversation)
     if all_versions:

@@ -51,7 +51,7 @@ _user_for_token = db_task(verify_stream_token)
 _user_for_session = db_task(get_user_for_session)
 
 
-async def authenticate(scope: MutableMapping[str, Any], *, allow_query_token: bool = False):
+async def aauthenticate_stream(scope: MutableMapping[str, Any], *, allow_query_token: bool = False):
     """Return the user, or raise Unauthenticated / CsrfFailed.
 
     A bearer token is checked first: it is not sent automatically by the browser, so a

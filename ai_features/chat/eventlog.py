@@ -24,17 +24,17 @@ class UnknownStream(LookupError):
 
 
 class EventLog(Protocol):
-    async def open(self, message_id: str) -> None: ...
+    async def aopen(self, message_id: str) -> None: ...
 
-    async def append(self, message_id: str, data: dict[str, Any]) -> ChatEvent: ...
+    async def aappend(self, message_id: str, data: dict[str, Any]) -> ChatEvent: ...
 
-    async def wait(self, message_id: str, after_id: int, timeout: float) -> list[ChatEvent]:
+    async def aread_after(self, message_id: str, after_id: int, timeout: float) -> list[ChatEvent]:
         """Events with id > after_id; waits up to `timeout` for one, then returns []."""
         ...
 
-    async def has(self, message_id: str) -> bool: ...
+    async def ahas(self, message_id: str) -> bool: ...
 
-    async def has_room(self) -> bool:
+    async def ahas_room(self) -> bool:
         """Whether memory allows one more stream (STREAM_EVENT_LOG_MAX_BYTES)."""
         ...
 
@@ -109,7 +109,7 @@ class _Stream:
 class MemoryEventLog:
     """Bounded in-process log: finished streams are kept `retention` seconds, at most
     `max_finished` of them, and within `max_bytes` in all (estimated), oldest finished
-    dropped first; a new stream is refused (`has_room`) when live ones fill the budget.
+    dropped first; a new stream is refused (`ahas_room`) when live ones fill the budget.
     Finished streams are compacted to three events when the next stream opens. Must be used
     from one event loop."""
 
@@ -125,7 +125,7 @@ class MemoryEventLog:
     def size(self) -> int:
         return sum(stream.size for stream in self._streams.values())
 
-    async def has_room(self) -> bool:
+    async def ahas_room(self) -> bool:
         """Whether a new stream may start: compacts and evicts finished logs to make room."""
         self._purge()
         if not self.max_bytes:
@@ -140,14 +140,14 @@ class MemoryEventLog:
             total -= self._streams.pop(key).size
         return total < self.max_bytes
 
-    async def open(self, message_id: str) -> None:
+    async def aopen(self, message_id: str) -> None:
         self._purge()
         for stream in self._streams.values():
             if stream.finished_at is not None:
                 stream.compact()
         self._streams.setdefault(message_id, _Stream())
 
-    async def append(self, message_id: str, data: dict[str, Any]) -> ChatEvent:
+    async def aappend(self, message_id: str, data: dict[str, Any]) -> ChatEvent:
         stream = self._streams.get(message_id)
         if stream is None:
             raise UnknownStream(message_id)
@@ -165,7 +165,7 @@ class MemoryEventLog:
                 _wake(waiter)
         return event
 
-    async def wait(self, message_id: str, after_id: int, timeout: float) -> list[ChatEvent]:
+    async def aread_after(self, message_id: str, after_id: int, timeout: float) -> list[ChatEvent]:
         stream = self._streams.get(message_id)
         if stream is None:
             raise UnknownStream(message_id)
@@ -189,7 +189,7 @@ class MemoryEventLog:
             return stream.events[-1:]
         return events
 
-    async def has(self, message_id: str) -> bool:
+    async def ahas(self, message_id: str) -> bool:
         self._purge()
         return message_id in self._streams
 

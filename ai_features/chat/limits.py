@@ -45,7 +45,7 @@ class RateLimit:
             )
             self.shared = MovingWindowRateLimiter(storage)
 
-    async def hit(self, user_id: int) -> None:
+    async def ahit(self, user_id: int) -> None:
         """Count one new stream for the user, or raise RateLimited with Retry-After."""
         if not self.enabled:
             return
@@ -104,7 +104,7 @@ def _slots_key(user_id: int) -> str:
 class StreamSlots:
     """The per-user cap on generations at once, shared by every process through Redis.
 
-    `take` answers True (taken), False (the cap is reached) or None (Redis unavailable:
+    `atake` answers True (taken), False (the cap is reached) or None (Redis unavailable:
     the caller counts in its own process, as without Redis).
     """
 
@@ -117,7 +117,7 @@ class StreamSlots:
     def enabled(self) -> bool:
         return self.redis is not None and self.cap > 0
 
-    async def take(self, user_id: int, pending_id: str) -> bool | None:
+    async def atake(self, user_id: int, pending_id: str) -> bool | None:
         if not self.enabled:
             return None
         assert self.redis is not None
@@ -137,11 +137,11 @@ class StreamSlots:
             return None
         return bool(taken)
 
-    async def bind(self, user_id: int, pending_id: str, message_id: str) -> None:
+    async def abind(self, user_id: int, pending_id: str, message_id: str) -> None:
         """The start stored its rows and its generation is live: count it by its message."""
         await self._update(user_id, [f"p:{pending_id}"], {f"m:{message_id}": 0})
 
-    async def release(self, user_id: int, *, pending_id: str = "", message_id: str = "") -> None:
+    async def arelease(self, user_id: int, *, pending_id: str = "", message_id: str = "") -> None:
         members = [m for m in (pending_id and f"p:{pending_id}", message_id and f"m:{message_id}")]
         await self._update(user_id, [m for m in members if m], {})
 

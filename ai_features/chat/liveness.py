@@ -4,7 +4,7 @@ A live generation's message carries its producer (`<instance>/<epoch>`) and a he
 timestamp that this process refreshes every few seconds for all its live generations in
 one UPDATE (never per token, never per message). A `streaming` message whose heartbeat is
 older than STREAM_STALE_AFTER_SECONDS has no process any more: any reader marks it
-`interrupted` (persistence.expire_stale_streaming_sync) and ends with the saved text.
+`interrupted` (persistence.expire_stale_streaming) and ends with the saved text.
 
 A restarted process need not wait that long for its own previous incarnation: with
 STREAM_INSTANCE_ID set, each process holds an exclusive lock on a file named after its

@@ -3,9 +3,9 @@
 Each function is one transaction: the user's message is stored before the model is called,
 the assistant message exists from the first event, and its final state always lands.
 
-An answer ends once. Three parties may end one: its producer (finish_message), the stale
-sweep (expire_stale_streaming_sync, from the database heartbeat) and a reader of the shared
-Redis log that finds the producer's `live` key gone (interrupt_orphan). Each moves the row
+An answer ends once. Three parties may end one: its producer (afinish_message), the stale
+sweep (expire_stale_streaming, from the database heartbeat) and a reader of the shared
+Redis log that finds the producer's `live` key gone (ainterrupt_orphan). Each moves the row
 out of `streaming` only with `status = 'streaming'` in the UPDATE's WHERE, so the first
 ending stands and a later one (a producer that was only slow, not dead) keeps it, adding
 nothing but text that would otherwise be lost; whoever made the move counts it in metrics.
@@ -181,7 +181,7 @@ def build_context(
 
 
 @db_task
-def prepare_chat(
+def aprepare_chat(
     user_id: int,
     request: ChatRequest,
     model_for: Callable[[str | None], str],
@@ -265,7 +265,7 @@ def prepare_chat(
 
 
 @db_task
-def set_auto_title(conversation_id: str, title: str) -> bool:
+def aset_auto_title(conversation_id: str, title: str) -> bool:
     """Replace the cut-off first question with a generated title, unless the user has
     renamed the conversation meanwhile (their title wins). Leaves updated_at alone."""
     updated = Conversation.objects.filter(pk=conversation_id, title_is_custom=False).update(
@@ -275,9 +275,9 @@ def set_auto_title(conversation_id: str, title: str) -> bool:
 
 
 @db_task
-def save_partial(message_id: str, content: str) -> bool:
+def asave_partial(message_id: str, content: str) -> bool:
     """Save the text so far; False when the message is no longer `streaming` (stopped from
-    another process, see mark_stopped), which tells the generation to end."""
+    another process, see amark_stopped), which tells the generation to end."""
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         content=content, updated_at=timezone.now()
     )
@@ -285,7 +285,7 @@ def save_partial(message_id: str, content: str) -> bool:
 
 
 @db_task
-def mark_stopped(message_id: str) -> bool:
+def amark_stopped(message_id: str) -> bool:
     """Stop an answer that another process is generating: it notices at its next save."""
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         status=Message.Status.STOPPED, finish_reason="stopped", updated_at=timezone.now()
@@ -294,7 +294,7 @@ def mark_stopped(message_id: str) -> bool:
 
 
 @db_task
-def finish_message(
+def afinish_message(
     message_id: str,
     *,
     content: str,
@@ -319,10 +319,10 @@ def finish_message(
 
 
 @db_task
-def store_text(message_id: str, content: str, status: str, error_code: str = "") -> None:
-    """The last resort when finish_message failed: the text, status and this project's own
+def astore_text(message_id: str, content: str, status: str, error_code: str = "") -> None:
+    """The last resort when afinish_message failed: the text, status and this project's own
     error code, with the model's metadata (finish reason, usage) left empty, so that the
-    answer is never lost. An ending stored elsewhere first stands, as in finish_message."""
+    answer is never lost. An ending stored elsewhere first stands, as in afinish_message."""
     fields = {
         "content": content,
         "status": status,
@@ -341,7 +341,7 @@ def _store_ending(message_id: str, fields: dict) -> MessageSnapshot | None:
         # The usual case: still streaming, so this ending is the first.
         if rows.filter(status=Message.Status.STREAMING).update(**fields, updated_at=now):
             return None
-        # Stopped from another process (mark_stopped asks; the producer ends it). An answer
+        # Stopped from another process (amark_stopped asks; the producer ends it). An answer
         # that completed meanwhile stays stopped: the stop was already confirmed to the user.
         stopped = dict(fields)
         if stopped["status"] == Message.Status.COMPLETE:
@@ -384,7 +384,7 @@ def _snapshot(message: Message) -> MessageSnapshot:
     )
 
 
-def expire_stale_streaming_sync(conversation_ids: list | None = None) -> int:
+def expire_stale_streaming(conversation_ids: list | None = None) -> int:
     """Mark answers whose process is gone as interrupted (kept text and all).
 
     A live generation's heartbeat is refreshed every few seconds (see liveness.py), so one
@@ -408,11 +408,11 @@ def expire_stale_streaming_sync(conversation_ids: list | None = None) -> int:
     return ended
 
 
-expire_stale_streaming = db_task(expire_stale_streaming_sync)
+aexpire_stale_streaming = db_task(expire_stale_streaming)
 
 
 @db_task
-def get_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapshot:
+def aget_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapshot:
     parsed = parse_uuid(message_id)
     message = (
         Message.objects.select_related("parent")
@@ -427,7 +427,7 @@ def get_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapsho
 
 
 @db_task
-def find_message_snapshot(message_id: str) -> MessageSnapshot | None:
+def afind_message_snapshot(message_id: str) -> MessageSnapshot | None:
     """Re-read a message the caller has already checked the owner of (None once deleted)."""
     message = Message.objects.select_related("parent").filter(pk=message_id).first()
     if message is None:
@@ -437,7 +437,7 @@ def find_message_snapshot(message_id: str) -> MessageSnapshot | None:
 
 def _expire_if_stale(message: Message) -> Message:
     """A reader of an answer whose process died must see it end, not wait forever."""
-    if message.status == Message.Status.STREAMING and expire_stale_streaming_sync(
+    if message.status == Message.Status.STREAMING and expire_stale_streaming(
         [message.conversation_id]
     ):
         message.refresh_from_db()
@@ -451,7 +451,7 @@ class OrphanEnding:
 
 
 @db_task
-def interrupt_orphan(message_id: str, logged_text: str) -> OrphanEnding | None:
+def ainterrupt_orphan(message_id: str, logged_text: str) -> OrphanEnding | None:
     """End a message whose producer died: `interrupted`, with the text of the shared event
     log (which is ahead of the last partial save). A message that already ended otherwise
     (complete, stopped, error) keeps its state; one the stale sweep marked interrupted gets

@@ -4,7 +4,7 @@ Same interface as MemoryEventLog (the core picks one by REDIS_URL), built around
 every process keeps the events it produces or follows in a MemoryEventLog, and Redis carries
 them between processes:
 
-- writes: `append` is served from memory at once; the appends of one event-loop tick go to
+- writes: `aappend` is served from memory at once; the appends of one event-loop tick go to
   Redis in one pipeline (a Redis Stream per message, entry id `0-<event id>`, so event ids
   are the same in every process; TTL STREAM_EVENT_LOG_RETENTION_SECONDS);
 - reads of a message produced elsewhere: one task per process follows all of them with one
@@ -115,17 +115,17 @@ class RedisEventLog:
 
     # --- the EventLog interface ------------------------------------------------------
 
-    async def open(self, message_id: str) -> None:
+    async def aopen(self, message_id: str) -> None:
         self._start_background()
-        await self.local.open(message_id)
+        await self.local.aopen(message_id)
         self._produced.add(message_id)
         with contextlib.suppress(RedisUnavailable):
             await self.redis.acall(
                 lambda r: r.set(live_key(message_id), os.getpid(), px=self._live_ms)
             )
 
-    async def append(self, message_id: str, data: dict[str, Any]) -> ChatEvent:
-        event = await self.local.append(message_id, data)
+    async def aappend(self, message_id: str, data: dict[str, Any]) -> ChatEvent:
+        event = await self.local.aappend(message_id, data)
         if message_id in self._produced:
             self._pending.setdefault(message_id, []).append(event)
             if event.is_final:
@@ -134,25 +134,25 @@ class RedisEventLog:
             self._wake_flusher.set()
         return event
 
-    async def wait(self, message_id: str, after_id: int, timeout: float) -> list[ChatEvent]:
-        if not await self.local.has(message_id):
+    async def aread_after(self, message_id: str, after_id: int, timeout: float) -> list[ChatEvent]:
+        if not await self.local.ahas(message_id):
             await self._mirror(message_id)
-        return await self.local.wait(message_id, after_id, timeout)
+        return await self.local.aread_after(message_id, after_id, timeout)
 
-    async def has(self, message_id: str) -> bool:
-        if await self.local.has(message_id):
+    async def ahas(self, message_id: str) -> bool:
+        if await self.local.ahas(message_id):
             return True
         try:
             return bool(await self.redis.acall(lambda r: r.exists(log_key(message_id))))
         except RedisUnavailable:
             return False
 
-    async def has_room(self) -> bool:
-        return await self.local.has_room()
+    async def ahas_room(self) -> bool:
+        return await self.local.ahas_room()
 
     # --- stop across processes -------------------------------------------------------
 
-    async def signal_stop(self, message_id: str) -> None:
+    async def asignal_stop(self, message_id: str) -> None:
         """Ask whichever process generates the message to stop it now."""
         with contextlib.suppress(RedisUnavailable):
             await self.redis.acall(lambda r: r.publish(STOP_CHANNEL, message_id))
@@ -281,7 +281,7 @@ class RedisEventLog:
     async def _mirror(self, message_id: str) -> None:
         """Start following a message generated elsewhere (its events so far at once)."""
         self._start_background()
-        await self.local.open(message_id)
+        await self.local.aopen(message_id)
         loop = asyncio.get_running_loop()
         self._mirrors[message_id] = loop.time()
         with contextlib.suppress(RedisUnavailable):
@@ -303,7 +303,7 @@ class RedisEventLog:
                 continue
             data = json.loads(fields[b"d"])
             # MemoryEventLog numbers from 1 in order, so the ids match the producer's.
-            await self.local.append(message_id, data)
+            await self.local.aappend(message_id, data)
             have += 1
             if self._loop is not None:
                 self._mirrors[message_id] = self._loop.time()
@@ -405,7 +405,7 @@ class RedisEventLog:
             return
         for message_id in list(self._mirrors):
             self._mirrors.pop(message_id, None)
-            await self.local.append(
+            await self.local.aappend(
                 message_id,
                 error_data(
                     "server_restarting",

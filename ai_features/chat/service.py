@@ -1,9 +1,12 @@
 """The streaming core: one ChatService per process, called by both servers.
 
-`start` validates limits, stores the user's message and an empty assistant message, and
+`astart` validates limits, stores the user's message and an empty assistant message, and
 launches the generation as its own task. Responses only *read* the message's event log
-(`follow`, `resume`), so a client that goes away never cancels the answer, and `stop` and a
-shutdown end it cleanly with the text that had arrived.
+(`afollow`, `aresume`), so a client that goes away never cancels the answer, and `astop` and
+a shutdown end it cleanly with the text that had arrived.
+
+Names follow Django's async API: whatever returns something to await or to `async for` is
+`a`-prefixed (tests/ai_features/test_naming.py keeps it so).
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ class Ending:
 
 
 # Ids of events replayed from the database start above this, so a resume can tell them from
-# live-log ids (see resume()).
+# live-log ids (see aresume()).
 REPLAY_ID_BASE = 1_000_000_000
 
 
@@ -145,7 +148,7 @@ def make_event_log() -> EventLog:
         stale_after=settings.STREAM_STALE_AFTER_SECONDS,
         timeout=settings.REDIS_TIMEOUT_SECONDS,
         max_bytes=settings.STREAM_EVENT_LOG_MAX_BYTES,
-        on_orphan=end_orphaned_message,
+        on_orphan=aend_orphaned_message,
     )
 
 
@@ -186,7 +189,7 @@ class ChatService:
 
     # --- starting ------------------------------------------------------------------------
 
-    async def start(self, user_id: int, request: ChatRequest) -> PreparedChat:
+    async def astart(self, user_id: int, request: ChatRequest) -> PreparedChat:
         """Store the question, open the answer's event log and launch the generation.
 
         Raises a ChatError (with its HTTP status) for anything refused before streaming.
@@ -204,7 +207,7 @@ class ChatService:
         running = sum(1 for g in self.generations.values() if g.user_id == user_id)
         if self.max_concurrent > 0 and running + self._reserved[user_id] >= self.max_concurrent:
             raise TooManyStreams(retry_after=5)
-        if not await self.log.has_room():
+        if not await self.log.ahas_room():
             # The event logs hold STREAM_EVENT_LOG_MAX_BYTES already (live answers only,
             # finished ones were compacted or dropped): refuse before storing anything.
             logger.warning("event log memory budget reached: new stream refused")
@@ -215,12 +218,12 @@ class ChatService:
         slot_taken: bool | None = None
         bound = False
         try:
-            slot_taken = await self.slots.take(user_id, pending_slot)
+            slot_taken = await self.slots.atake(user_id, pending_slot)
             if slot_taken is False:
                 raise TooManyStreams(retry_after=5)
-            await self.rate_limit.hit(user_id)
+            await self.rate_limit.ahit(user_id)
             provider = self.provider_factory()
-            prepared = await persistence.prepare_chat(
+            prepared = await persistence.aprepare_chat(
                 user_id, request, provider.model_for, producer=self.liveness.producer
             )
             message_id = prepared.assistant_message_id
@@ -228,7 +231,7 @@ class ChatService:
                 # A shutdown began while the rows were written: nobody would drain this
                 # generation, so end it now; the question stays stored with its answer
                 # marked interrupted.
-                await persistence.finish_message(
+                await persistence.afinish_message(
                     message_id,
                     content="",
                     status=Message.Status.INTERRUPTED,
@@ -236,11 +239,11 @@ class ChatService:
                     error_code="server_restarting",
                 )
                 raise ServerRestarting()
-            await self.log.open(message_id)
+            await self.log.aopen(message_id)
             if slot_taken:
-                await self.slots.bind(user_id, pending_slot, message_id)
+                await self.slots.abind(user_id, pending_slot, message_id)
                 bound = True
-            await self.log.append(
+            await self.log.aappend(
                 message_id,
                 start_data(prepared.conversation_id, message_id, **prepared.start_fields()),
             )
@@ -256,20 +259,20 @@ class ChatService:
         finally:
             self._reserved[user_id] -= 1
             if slot_taken and not bound:
-                await self.slots.release(user_id, pending_id=pending_slot)
+                await self.slots.arelease(user_id, pending_id=pending_slot)
         logger.info("chat started message=%s", message_id)
         return prepared
 
     # --- reading -------------------------------------------------------------------------
 
-    def follow(self, message_id: str, after_id: int = 0) -> AsyncIterator[ChatEvent | Ping]:
+    def afollow(self, message_id: str, after_id: int = 0) -> AsyncIterator[ChatEvent | Ping]:
         """Events after `after_id` until the final one, with a ping whenever the log is
         quiet for `heartbeat` seconds (also while waiting for a slow first token)."""
-        return ended_by_a_final_event(self._follow(message_id, after_id))
+        return aended_by_a_final_event(self._follow(message_id, after_id))
 
     async def _follow(self, message_id: str, after_id: int) -> AsyncIterator[ChatEvent | Ping]:
         while True:
-            events = await self.log.wait(message_id, after_id, self.heartbeat)
+            events = await self.log.aread_after(message_id, after_id, self.heartbeat)
             if not events:
                 yield PING
                 continue
@@ -280,20 +283,20 @@ class ChatService:
                 if event.is_final:
                     return
 
-    async def resume(
+    async def aresume(
         self, user_id: int, message_id: str, after_id: int = 0
     ) -> AsyncIterator[ChatEvent | Ping]:
         """Owner only (NotFound otherwise). From the live log while it has the message,
         else from the database. At most `max_readers` at once per user (429 beyond)."""
         if self.max_readers > 0 and self._readers[user_id] >= self.max_readers:
             raise RateLimited("同時に開いている読み込みが多すぎます。", retry_after=5)
-        snapshot = await persistence.get_owned_assistant_message(user_id, message_id)
-        if await self.log.has(snapshot.id):
+        snapshot = await persistence.aget_owned_assistant_message(user_id, message_id)
+        if await self.log.ahas(snapshot.id):
             # An id from a database replay (another process answered before) says nothing
             # about this log: replay it all; its `start` resets the client's text.
-            events = self.follow(snapshot.id, 0 if after_id >= REPLAY_ID_BASE else after_id)
+            events = self.afollow(snapshot.id, 0 if after_id >= REPLAY_ID_BASE else after_id)
         else:
-            events = ended_by_a_final_event(self._replay_stored(snapshot, after_id))
+            events = aended_by_a_final_event(self._replay_stored(snapshot, after_id))
         return CountedReader(events, self._readers, user_id)
 
     async def _replay_stored(
@@ -327,7 +330,7 @@ class ChatService:
             if quiet >= self.heartbeat:
                 yield PING
                 quiet = 0.0
-            latest = await persistence.find_message_snapshot(snapshot.id)
+            latest = await persistence.afind_message_snapshot(snapshot.id)
             if latest is None:  # deleted meanwhile (conversation or history cleared)
                 yield event(error_data("not_found", NotFound.default_message, snapshot.id))
                 return
@@ -335,9 +338,9 @@ class ChatService:
 
     # --- stopping ------------------------------------------------------------------------
 
-    async def stop(self, user_id: int, message_id: str) -> MessageSnapshot:
+    async def astop(self, user_id: int, message_id: str) -> MessageSnapshot:
         """Owner only. Cancels the generation if this process runs it; idempotent."""
-        snapshot = await persistence.get_owned_assistant_message(user_id, message_id)
+        snapshot = await persistence.aget_owned_assistant_message(user_id, message_id)
         generation = self.generations.get(snapshot.id)
         if generation is not None and generation.task is not None:
             generation.cancel("stopped")
@@ -346,13 +349,13 @@ class ChatService:
             # Generated by another process (the other service, or one that died): mark it
             # stopped in the database; a live generator sees that at its next save, or at
             # once when the stop reaches it through Redis.
-            await persistence.mark_stopped(snapshot.id)
-            signal_stop = getattr(self.log, "signal_stop", None)
-            if signal_stop is not None:
-                await signal_stop(snapshot.id)
+            await persistence.amark_stopped(snapshot.id)
+            asignal_stop = getattr(self.log, "asignal_stop", None)
+            if asignal_stop is not None:
+                await asignal_stop(snapshot.id)
         else:
             return snapshot
-        latest = await persistence.find_message_snapshot(snapshot.id)
+        latest = await persistence.afind_message_snapshot(snapshot.id)
         if latest is None:
             raise NotFound()
         return latest
@@ -376,7 +379,7 @@ class ChatService:
         try:
             # From now on the row shows a sign of life every few seconds, even while the
             # model sends nothing (and a stop from another process is noticed).
-            await self.liveness.aregister(message_id, claimed=True)  # by prepare_chat
+            await self.liveness.aregister(message_id, claimed=True)  # by aprepare_chat
             self.liveness.start(self._stopped_elsewhere)
             async for delta in provider.astream(
                 prepared.context, model=prepared.model, language=prepared.language
@@ -392,7 +395,7 @@ class ChatService:
                     metrics.TOKENS_RELAYED.inc()
                     parts.append(text)
                     text_len += len(text)
-                    await self.log.append(message_id, content_data(text))
+                    await self.log.aappend(message_id, content_data(text))
                 if delta.finish_reason:
                     finish_reason = clean_finish_reason(delta.finish_reason)
                 if delta.usage is not None:
@@ -400,12 +403,12 @@ class ChatService:
                 # Partial text is saved seconds apart, never per token.
                 now = loop.time()
                 if now - last_save >= self.save_interval and text_len != saved_chars:
-                    if not await persistence.save_partial(message_id, "".join(parts)):
+                    if not await persistence.asave_partial(message_id, "".join(parts)):
                         raise StoppedElsewhere()
                     saved_chars, last_save = text_len, now
             if tail := normalizer.flush():  # a high surrogate that nothing completed
                 parts.append(tail)
-                await self.log.append(message_id, content_data(tail))
+                await self.log.aappend(message_id, content_data(tail))
             ending = Ending.complete(finish_reason, usage)
         except ProviderError as exc:
             metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
@@ -450,7 +453,7 @@ class ChatService:
         self.liveness.unregister(message_id)
         ended_elsewhere: MessageSnapshot | None = None
         try:
-            ended_elsewhere = await persistence.finish_message(
+            ended_elsewhere = await persistence.afinish_message(
                 message_id,
                 content=text,
                 status=ending.status,
@@ -463,7 +466,7 @@ class ChatService:
             # its own. The client still gets its final event either way.
             logger.exception("could not store the final state of message=%s", message_id)
             try:
-                await persistence.store_text(message_id, text, ending.status, ending.error_code)
+                await persistence.astore_text(message_id, text, ending.status, ending.error_code)
             except Exception:
                 logger.exception("could not store the text of message=%s", message_id)
         finally:
@@ -473,11 +476,11 @@ class ChatService:
                 # readers here get the same final event as readers there.
                 ending = Ending.stored(ended_elsewhere)
                 logger.warning("message=%s was ended elsewhere as %s", message_id, ending.status)
-            await self.log.append(message_id, ending.final_data(message_id))
+            await self.log.aappend(message_id, ending.final_data(message_id))
             generation = self.generations.pop(message_id, None)
             if generation is not None:
                 metrics.STREAMS_ACTIVE.dec()
-                await self.slots.release(generation.user_id, message_id=message_id)
+                await self.slots.arelease(generation.user_id, message_id=message_id)
             if ended_elsewhere is None:
                 metrics.STREAMS_TOTAL.labels(str(ending.status)).inc()
             logger.info("chat finished message=%s status=%s", message_id, ending.status)
@@ -499,7 +502,7 @@ class ChatService:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.shutdown_grace
-        # Starts already past the `accepting` check end on their own (see start()); the
+        # Starts already past the `accepting` check end on their own (see astart()); the
         # generations running now get the grace period to finish.
         tasks = {g.task for g in self.generations.values() if g.task is not None}
         if tasks:
@@ -516,7 +519,7 @@ class ChatService:
         for task in list(self._background):
             task.cancel()
 
-    async def shutdown(self) -> None:
+    async def ashutdown(self) -> None:
         self.begin_shutdown()
         assert self._drain_task is not None
         await self._drain_task
@@ -529,7 +532,7 @@ class ChatService:
     async def arecover(self) -> int:
         """At startup: end the answers left `streaming` by dead processes (those past the
         heartbeat window, and at once those of this instance's previous incarnation)."""
-        repaired = await persistence.expire_stale_streaming()
+        repaired = await persistence.aexpire_stale_streaming()
         return repaired + await self.liveness.arepair_previous()
 
 
@@ -573,7 +576,7 @@ class CountedReader:
         self._release()
 
 
-async def ended_by_a_final_event(
+async def aended_by_a_final_event(
     events: AsyncIterator[ChatEvent | Ping],
 ) -> AsyncIterator[ChatEvent | Ping]:
     """The last line of the contract: a reader whose source fails unexpectedly (a database
@@ -589,13 +592,13 @@ async def ended_by_a_final_event(
         yield ChatEvent(id=last_id + 1, data=error_data("internal_error", INTERNAL_ERROR_MESSAGE))
 
 
-async def end_orphaned_message(message_id: str, logged_text: str) -> dict:
+async def aend_orphaned_message(message_id: str, logged_text: str) -> dict:
     """A message whose producer died (found by a reader of the shared log): its stored text
     becomes the logged text, its status `interrupted`; returns the final event."""
-    ending = await persistence.interrupt_orphan(message_id, logged_text)
+    ending = await persistence.ainterrupt_orphan(message_id, logged_text)
     if ending is None:
         return error_data("not_found", NotFound.default_message, message_id)
-    return final_data_for(ending.snapshot)  # counted in metrics by interrupt_orphan, once
+    return final_data_for(ending.snapshot)  # counted in metrics by ainterrupt_orphan, once
 
 
 def final_data_for(snapshot: MessageSnapshot) -> dict:

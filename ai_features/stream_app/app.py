@@ -62,7 +62,7 @@ def create_app(service: ChatService | None = None) -> FastAPI:
                 settings.STREAM_WORKERS,
             )
         yield
-        await app.state.chat.shutdown()
+        await app.state.chat.ashutdown()
 
     app = FastAPI(
         title="c3-app-stream",

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from .. import metrics
-from ..auth.stream_auth import authenticate
+from ..auth.stream_auth import aauthenticate_stream
 from ..chat import sse
 from ..chat.db import db_task
 from ..chat.errors import ChatError, InternalError, PayloadTooLarge, RequestTimeout
@@ -56,7 +56,7 @@ def refuse_declared_oversize(request: Request, limit: int) -> None:
         raise PayloadTooLarge()
 
 
-async def read_body_limited(request: Request, limit: int, timeout: float) -> bytes:
+async def aread_body_limited(request: Request, limit: int, timeout: float) -> bytes:
     """Read the body, refusing one over `limit` bytes before reading it whole, or one that
     takes longer than `timeout` seconds to arrive (a client that trickles or stalls)."""
     body = bytearray()
@@ -76,14 +76,14 @@ def chat_service(request: Request) -> ChatService:
 
 
 @router.post("/api/ai/chat/stream/")
-async def stream_chat(request: Request) -> Response:
+async def astream_chat(request: Request) -> Response:
     try:
         # Who, from the headers, before the body is read: an unauthenticated client never
         # gets to hold a connection open by trickling a body.
         refuse_declared_oversize(request, settings.CHAT_MAX_BODY_BYTES)
-        user = await authenticate(request.scope)
+        user = await aauthenticate_stream(request.scope)
         try:
-            body = await read_body_limited(
+            body = await aread_body_limited(
                 request, settings.CHAT_MAX_BODY_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS
             )
         except ClientDisconnect:
@@ -91,23 +91,23 @@ async def stream_chat(request: Request) -> Response:
             return Response(status_code=400)  # never sent: the connection is closed
         chat_request = parse_chat_request(body)
         service = chat_service(request)
-        prepared = await service.start(user.pk, chat_request)
+        prepared = await service.astart(user.pk, chat_request)
     except ChatError as error:
         return error_response(error)
     except Exception:  # a database outage or a bug: logged, shown only as internal_error
         logger.exception("stream request failed")
         return error_response(InternalError())
-    return sse_response(service.follow(prepared.assistant_message_id))
+    return sse_response(service.afollow(prepared.assistant_message_id))
 
 
 @router.get("/api/ai/chat/stream/{message_id}/")
-async def resume_chat(request: Request, message_id: str) -> Response:
+async def aresume_chat(request: Request, message_id: str) -> Response:
     try:
         after_id = last_event_id_from(
             request.headers.get("last-event-id"), request.query_params.get("last_event_id")
         )
-        user = await authenticate(request.scope, allow_query_token=True)
-        events = await chat_service(request).resume(user.pk, message_id, after_id)
+        user = await aauthenticate_stream(request.scope, allow_query_token=True)
+        events = await chat_service(request).aresume(user.pk, message_id, after_id)
     except ChatError as error:
         return error_response(error)
     except Exception:  # a database outage or a bug: logged, shown only as internal_error
@@ -117,10 +117,10 @@ async def resume_chat(request: Request, message_id: str) -> Response:
 
 
 @router.post("/api/ai/chat/stream/{message_id}/stop/")
-async def stop_chat(request: Request, message_id: str) -> Response:
+async def astop_chat(request: Request, message_id: str) -> Response:
     try:
-        user = await authenticate(request.scope)
-        snapshot = await chat_service(request).stop(user.pk, message_id)
+        user = await aauthenticate_stream(request.scope)
+        snapshot = await chat_service(request).astop(user.pk, message_id)
     except ChatError as error:
         return JSONResponse(error.event_data(), status_code=error.status)
     except Exception:
@@ -131,13 +131,13 @@ async def stop_chat(request: Request, message_id: str) -> Response:
 
 @router.get("/")
 @router.get("/health/")
-async def health() -> dict[str, Any]:
+async def ahealth() -> dict[str, Any]:
     database = await db_task(check_database)()
     return health_payload(database, await aredis_health(), service="streaming")
 
 
 @router.get("/metrics")
-async def metrics_endpoint(request: Request) -> Response:
+async def ametrics_endpoint(request: Request) -> Response:
     status = metrics.metrics_access(request.headers.get("authorization"))
     if status != 200:
         detail = "Not Found" if status == 404 else "Unauthorized"

@@ -72,7 +72,7 @@ class CoreLoop:
         service = self._service
         service.shutdown_grace = 0
         with contextlib.suppress(Exception):
-            self.submit(service.shutdown()).result(timeout)
+            self.submit(service.ashutdown()).result(timeout)
 
     def begin_drain(self, grace: float) -> None:
         """On SIGTERM (gunicorn's graceful stop): refuse new streams and give running

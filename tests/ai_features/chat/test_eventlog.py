@@ -45,12 +45,12 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 
 async def opened(log: MemoryEventLog, message_id: str = MID) -> MemoryEventLog:
-    await log.open(message_id)
+    await log.aopen(message_id)
     return log
 
 
 async def finish(log: MemoryEventLog, message_id: str) -> ChatEvent:
-    return await log.append(message_id, done_data(message_id, "stop", None))
+    return await log.aappend(message_id, done_data(message_id, "stop", None))
 
 
 # --- examples ------------------------------------------------------------------------------
@@ -58,77 +58,77 @@ async def finish(log: MemoryEventLog, message_id: str) -> ChatEvent:
 
 async def test_ids_are_one_based_positions() -> None:
     log = await opened(MemoryEventLog())
-    events = [await log.append(MID, content_data(str(i))) for i in range(5)]
+    events = [await log.aappend(MID, content_data(str(i))) for i in range(5)]
 
     assert [e.id for e in events] == [1, 2, 3, 4, 5]
-    assert await log.wait(MID, 0, timeout=0) == events
-    assert await log.wait(MID, 3, timeout=0) == events[3:]
+    assert await log.aread_after(MID, 0, timeout=0) == events
+    assert await log.aread_after(MID, 3, timeout=0) == events[3:]
 
 
 async def test_append_before_open_is_refused() -> None:
     log = MemoryEventLog()
     with pytest.raises(UnknownStream):
-        await log.append(MID, content_data("x"))
+        await log.aappend(MID, content_data("x"))
     with pytest.raises(UnknownStream):
-        await log.wait(MID, 0, timeout=0)
-    assert not await log.has(MID)
+        await log.aread_after(MID, 0, timeout=0)
+    assert not await log.ahas(MID)
 
 
 async def test_open_twice_keeps_the_events() -> None:
     log = await opened(MemoryEventLog())
-    first = await log.append(MID, content_data("a"))
-    await log.open(MID)
+    first = await log.aappend(MID, content_data("a"))
+    await log.aopen(MID)
 
-    assert await log.wait(MID, 0, timeout=0) == [first]
+    assert await log.aread_after(MID, 0, timeout=0) == [first]
 
 
 async def test_wait_times_out_with_no_events() -> None:
     log = await opened(MemoryEventLog())
-    await log.append(MID, content_data("a"))
+    await log.aappend(MID, content_data("a"))
 
-    assert await log.wait(MID, 1, timeout=0.01) == []
+    assert await log.aread_after(MID, 1, timeout=0.01) == []
 
 
 async def test_waiting_readers_all_wake_on_append() -> None:
     log = await opened(MemoryEventLog())
-    readers = [asyncio.create_task(log.wait(MID, 0, timeout=30)) for _ in range(3)]
+    readers = [asyncio.create_task(log.aread_after(MID, 0, timeout=30)) for _ in range(3)]
     await asyncio.sleep(0)
     assert not any(r.done() for r in readers)
 
-    event = await log.append(MID, content_data("a"))
+    event = await log.aappend(MID, content_data("a"))
 
     assert await asyncio.gather(*readers) == [[event]] * 3
 
 
 async def test_nothing_after_the_final_event() -> None:
     log = await opened(MemoryEventLog())
-    await log.append(MID, content_data("a"))
-    final = await log.append(MID, error_data("upstream_error", "oops", MID))
+    await log.aappend(MID, content_data("a"))
+    final = await log.aappend(MID, error_data("upstream_error", "oops", MID))
 
     with pytest.raises(RuntimeError):
-        await log.append(MID, content_data("late"))
-    assert (await log.wait(MID, 0, timeout=0))[-1] == final
+        await log.aappend(MID, content_data("late"))
+    assert (await log.aread_after(MID, 0, timeout=0))[-1] == final
 
 
 async def test_reader_past_the_end_gets_the_final_event_again() -> None:
     log = await opened(MemoryEventLog())
-    await log.append(MID, content_data("a"))
+    await log.aappend(MID, content_data("a"))
     final = await finish(log, MID)
 
     # At once, without waiting out the timeout: a finished stream has nothing to wait for.
-    assert await log.wait(MID, 2, timeout=30) == [final]
-    assert await log.wait(MID, 99, timeout=30) == [final]
+    assert await log.aread_after(MID, 2, timeout=30) == [final]
+    assert await log.aread_after(MID, 99, timeout=30) == [final]
 
 
 async def test_logs_are_separate_per_message() -> None:
     log = MemoryEventLog()
-    await log.open("a")
-    await log.open("b")
-    event_a = await log.append("a", content_data("for a"))
+    await log.aopen("a")
+    await log.aopen("b")
+    event_a = await log.aappend("a", content_data("for a"))
     await finish(log, "b")
 
-    assert await log.wait("a", 0, timeout=0) == [event_a]
-    assert [e.type for e in await log.wait("b", 0, timeout=0)] == ["done"]
+    assert await log.aread_after("a", 0, timeout=0) == [event_a]
+    assert [e.type for e in await log.aread_after("b", 0, timeout=0)] == ["done"]
 
 
 async def test_finished_streams_expire_after_retention(clock: FakeClock) -> None:
@@ -136,34 +136,34 @@ async def test_finished_streams_expire_after_retention(clock: FakeClock) -> None
     await finish(log, MID)
 
     clock.now += 59
-    assert await log.has(MID)
+    assert await log.ahas(MID)
     clock.now += 2
-    assert not await log.has(MID)
+    assert not await log.ahas(MID)
 
 
 async def test_unfinished_streams_never_expire(clock: FakeClock) -> None:
     log = await opened(MemoryEventLog(retention=60, max_finished=1))
-    await log.append(MID, content_data("still going"))
+    await log.aappend(MID, content_data("still going"))
     for i in range(3):
-        await log.open(f"other-{i}")
+        await log.aopen(f"other-{i}")
         await finish(log, f"other-{i}")
 
     clock.now += 10_000
-    assert await log.has(MID)
+    assert await log.ahas(MID)
 
 
 async def test_at_most_max_finished_kept_oldest_finish_dropped_first(clock: FakeClock) -> None:
     log = MemoryEventLog(retention=1e9, max_finished=2)
     for name in ("a", "b", "c"):
-        await log.open(name)
+        await log.aopen(name)
     # Finished in another order than opened: it is the finish time that counts.
     for name in ("b", "c", "a"):
         clock.now += 1
         await finish(log, name)
 
-    assert await log.has("c")
-    assert await log.has("a")
-    assert not await log.has("b")
+    assert await log.ahas("c")
+    assert await log.ahas("a")
+    assert not await log.ahas("b")
 
 
 # --- property: resumable readers -------------------------------------------------------------
@@ -197,13 +197,13 @@ class ResumableReaders(RuleBasedStateMachine):
 
     @initialize()
     def open_stream(self) -> None:
-        self.run(self.log.open(MID))
-        self.written.append(self.run(self.log.append(MID, {"type": "start", "content": ""})))
+        self.run(self.log.aopen(MID))
+        self.written.append(self.run(self.log.aappend(MID, {"type": "start", "content": ""})))
 
     @precondition(lambda self: not self.finished)
     @rule(text=st.text(max_size=3))
     def append(self, text: str) -> None:
-        event = self.run(self.log.append(MID, content_data(text)))
+        event = self.run(self.log.aappend(MID, content_data(text)))
         assert event.id == len(self.written) + 1
         self.written.append(event)
 
@@ -211,7 +211,7 @@ class ResumableReaders(RuleBasedStateMachine):
     @rule(error=st.booleans())
     def append_final(self, error: bool) -> None:
         data = error_data("upstream_error", "x", MID) if error else done_data(MID, "stop", None)
-        self.written.append(self.run(self.log.append(MID, data)))
+        self.written.append(self.run(self.log.aappend(MID, data)))
         self.finished = True
 
     @rule(target=readers)
@@ -223,7 +223,7 @@ class ResumableReaders(RuleBasedStateMachine):
     @rule(reader=readers, keep=st.integers(0, 5))
     def read_then_drop(self, reader: Reader, keep: int) -> None:
         """Read one batch, keep its first `keep` events, lose the rest, resume later."""
-        batch = self.run(self.log.wait(MID, reader.last_id, timeout=0))
+        batch = self.run(self.log.aread_after(MID, reader.last_id, timeout=0))
         if reader.saw_final:
             # Already at the end: the final event again, and nothing else.
             assert batch == [self.written[-1]]
@@ -278,21 +278,21 @@ TestResumableReaders = ResumableReaders.TestCase
 def test_concurrent_followers_resume_without_loss_or_duplicates(
     tokens: list[str], writer_pauses: list[int], drop_points: list[list[int]]
 ) -> None:
-    """Real tasks and real waiting: followers use ChatService.follow, drop the connection
+    """Real tasks and real waiting: followers use ChatService.afollow, drop the connection
     after some events (aclose, as a server does when the client goes) and follow again
     from the last id they got, while the writer is still appending."""
 
     async def scenario() -> None:
         log = MemoryEventLog()
         service = ChatService(log=log, heartbeat=0.01)
-        await log.open(MID)
-        written: list[ChatEvent] = [await log.append(MID, {"type": "start", "content": ""})]
+        await log.aopen(MID)
+        written: list[ChatEvent] = [await log.aappend(MID, {"type": "start", "content": ""})]
 
         async def writer() -> None:
             for token, pause in zip(tokens, writer_pauses, strict=False):
                 for _ in range(pause):
                     await asyncio.sleep(0)
-                written.append(await log.append(MID, content_data(token)))
+                written.append(await log.aappend(MID, content_data(token)))
             written.append(await finish(log, MID))
 
         async def follower(drops: list[int]) -> list[ChatEvent]:
@@ -301,7 +301,7 @@ def test_concurrent_followers_resume_without_loss_or_duplicates(
             last_id = 0
             while not (received and received[-1].is_final):
                 budget = plan.pop(0) if plan else 10_000
-                events = service.follow(MID, last_id)
+                events = service.afollow(MID, last_id)
                 try:
                     async for item in events:
                         if item is PING:
@@ -376,11 +376,11 @@ async def _run_retention(
         fresh = [(n, t) for n, t in finished if clock.now - t <= retention]
         finished = fresh[len(fresh) - max_finished :] if len(fresh) > max_finished else fresh
         if op == "open":
-            await log.open(name)
+            await log.aopen(name)
             if name not in {n for n, _ in finished}:
                 live.add(name)
         else:
-            await log.has(name)
+            await log.ahas(name)
         for n in live:
             assert await _state(log, n) == "live", f"live stream {n} was purged"
         kept = {n for n, _ in finished}
@@ -392,7 +392,7 @@ async def _run_retention(
 async def _state(log: MemoryEventLog, name: str) -> str:
     # wait() looks without purging (has() would purge and change what is measured).
     try:
-        events = await log.wait(name, 0, timeout=0)
+        events = await log.aread_after(name, 0, timeout=0)
     except UnknownStream:
         return "absent"
     return "finished" if events and events[-1].is_final else "live"
@@ -410,17 +410,17 @@ def _text(events: list[ChatEvent]) -> str:
 def test_a_compacted_answer_resumes_exactly_from_any_old_id(tokens: list[str], error: bool):
     async def scenario() -> None:
         log = MemoryEventLog()
-        await log.open(MID)
-        written = [await log.append(MID, {"type": "start", "content": ""})]
-        written += [await log.append(MID, content_data(t)) for t in tokens]
+        await log.aopen(MID)
+        written = [await log.aappend(MID, {"type": "start", "content": ""})]
+        written += [await log.aappend(MID, content_data(t)) for t in tokens]
         final = error_data("upstream_error", "x", MID) if error else done_data(MID, "stop", None)
-        written.append(await log.append(MID, final))
+        written.append(await log.aappend(MID, final))
         before = log.size
-        await log.open("next")  # a new stream compacts the finished ones
+        await log.aopen("next")  # a new stream compacts the finished ones
 
         assert log.size < before
         for k in range(len(written) + 2):
-            rest = await log.wait(MID, k, timeout=0)
+            rest = await log.aread_after(MID, k, timeout=0)
             assert len(rest) <= 3
             ids = [e.id for e in rest]
             assert ids == sorted(set(ids)) and all(i > k for i in ids[:-1])
@@ -437,33 +437,33 @@ async def test_finished_logs_are_dropped_oldest_first_to_make_room() -> None:
     # Room for one compacted answer (three events), not for two.
     log = MemoryEventLog(max_bytes=5 * eventlog.EVENT_OVERHEAD_BYTES)
     for name in ("old", "newer"):
-        await log.open(name)
-        await log.append(name, {"type": "start", "content": ""})
+        await log.aopen(name)
+        await log.aappend(name, {"type": "start", "content": ""})
         for _ in range(6):
-            await log.append(name, content_data("x" * 10))
+            await log.aappend(name, content_data("x" * 10))
         await finish(log, name)
     assert log.size >= log.max_bytes
 
-    assert await log.has_room()
+    assert await log.ahas_room()
     assert log.size < log.max_bytes
-    assert await log.has("newer")
-    assert not await log.has("old")
+    assert await log.ahas("newer")
+    assert not await log.ahas("old")
 
 
 async def test_live_logs_over_the_budget_refuse_new_streams() -> None:
     log = MemoryEventLog(max_bytes=10 * eventlog.EVENT_OVERHEAD_BYTES)
-    await log.open(MID)
+    await log.aopen(MID)
     for _ in range(12):
-        await log.append(MID, content_data("still going"))
+        await log.aappend(MID, content_data("still going"))
 
-    assert not await log.has_room()
-    assert await log.has(MID)  # a live answer is never dropped
+    assert not await log.ahas_room()
+    assert await log.ahas(MID)  # a live answer is never dropped
     await finish(log, MID)
-    assert await log.has_room()
+    assert await log.ahas_room()
 
 
 async def test_no_budget_means_always_room() -> None:
     log = await opened(MemoryEventLog(max_bytes=0))
     for _ in range(100):
-        await log.append(MID, content_data("x" * 1000))
-    assert await log.has_room()
+        await log.aappend(MID, content_data("x" * 1000))
+    assert await log.ahas_room()

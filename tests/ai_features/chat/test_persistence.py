@@ -44,7 +44,7 @@ def model_for(requested: str | None) -> str:
 
 def prepare(user: Any, message: str = "Hello?", **fields: Any) -> persistence.PreparedChat:
     request = ChatRequest(message=message, **fields)
-    return call(persistence.prepare_chat, user.pk, request, model_for)
+    return call(persistence.aprepare_chat, user.pk, request, model_for)
 
 
 def streaming_answer(user: Any, content: str = "") -> Message:
@@ -53,7 +53,7 @@ def streaming_answer(user: Any, content: str = "") -> Message:
     return Message.objects.get(pk=prepared.assistant_message_id)
 
 
-# --- prepare_chat --------------------------------------------------------------------------
+# --- aprepare_chat --------------------------------------------------------------------------
 
 
 def test_a_first_message_creates_the_conversation_question_and_empty_answer(alice: Any) -> None:
@@ -98,7 +98,7 @@ def test_no_conversation_id_continues_the_latest_with_its_history(alice: Any) ->
     """Without an id the newest conversation goes on, and its finished turn is context."""
     first = prepare(alice, "one")
     call(
-        persistence.finish_message,
+        persistence.afinish_message,
         first.assistant_message_id,
         content="answer one",
         status="complete",
@@ -202,12 +202,12 @@ def test_save_partial_only_writes_while_streaming(alice: Any) -> None:
     """A partial save lands while `streaming` and is refused (False) once stopped."""
     answer = streaming_answer(alice)
 
-    assert call(persistence.save_partial, str(answer.pk), "The whole") is True
+    assert call(persistence.asave_partial, str(answer.pk), "The whole") is True
     answer.refresh_from_db()
     assert (answer.content, answer.status) == ("The whole", "streaming")
 
-    assert call(persistence.mark_stopped, str(answer.pk)) is True
-    assert call(persistence.save_partial, str(answer.pk), "The whole answer") is False
+    assert call(persistence.amark_stopped, str(answer.pk)) is True
+    assert call(persistence.asave_partial, str(answer.pk), "The whole answer") is False
     answer.refresh_from_db()
     assert (answer.content, answer.status, answer.finish_reason) == (
         "The whole",
@@ -220,9 +220,9 @@ def test_a_stop_before_the_answer_completes_stands_with_the_whole_text(alice: An
     """Stop first, complete second: `stopped` wins and the complete text and usage land."""
     answer = streaming_answer(alice, "The whole")
 
-    assert call(persistence.mark_stopped, str(answer.pk)) is True
+    assert call(persistence.amark_stopped, str(answer.pk)) is True
     call(
-        persistence.finish_message,
+        persistence.afinish_message,
         str(answer.pk),
         content=FULL_TEXT,
         status="complete",
@@ -243,14 +243,14 @@ def test_a_stop_after_the_answer_completed_changes_nothing(alice: Any) -> None:
     """Complete first, stop second: the stop is refused (False) and `complete` stays."""
     answer = streaming_answer(alice)
     call(
-        persistence.finish_message,
+        persistence.afinish_message,
         str(answer.pk),
         content=FULL_TEXT,
         status="complete",
         finish_reason="stop",
     )
 
-    assert call(persistence.mark_stopped, str(answer.pk)) is False
+    assert call(persistence.amark_stopped, str(answer.pk)) is False
 
     answer.refresh_from_db()
     assert (answer.status, answer.finish_reason, answer.content) == (
@@ -262,7 +262,7 @@ def test_a_stop_after_the_answer_completed_changes_nothing(alice: Any) -> None:
 
 def complete_with_finish_message(message_id: str) -> None:
     call(
-        persistence.finish_message,
+        persistence.afinish_message,
         message_id,
         content=FULL_TEXT,
         status="complete",
@@ -271,7 +271,7 @@ def complete_with_finish_message(message_id: str) -> None:
 
 
 def complete_with_store_text(message_id: str) -> None:
-    call(persistence.store_text, message_id, FULL_TEXT, "complete")
+    call(persistence.astore_text, message_id, FULL_TEXT, "complete")
 
 
 @pytest.mark.postgres_only
@@ -282,9 +282,9 @@ def test_a_stop_confirmed_while_the_answer_completes_still_stands(
     alice: Any, unit_database: str, complete_answer: Callable[[str], None]
 ) -> None:
     """The race itself: a stop committed while the `complete` write is already running
-    (finish_message, or its fallback store_text) must not be overwritten by `complete`.
+    (afinish_message, or its fallback astore_text) must not be overwritten by `complete`.
 
-    Forced on PostgreSQL: the stop's UPDATE holds the row lock until finish_message is seen
+    Forced on PostgreSQL: the stop's UPDATE holds the row lock until afinish_message is seen
     waiting for it, then commits. SQLite serialises writers at BEGIN IMMEDIATE, so there
     is no such interleaving to force there."""
     assert unit_database == "postgresql"
@@ -360,7 +360,7 @@ def test_finish_message_stores_an_error_with_its_text(alice: Any) -> None:
     """An error ending keeps the text that had arrived, its code, and no usage."""
     answer = streaming_answer(alice, "The wh")
     call(
-        persistence.finish_message,
+        persistence.afinish_message,
         str(answer.pk),
         content="The whole",
         status="error",
@@ -384,7 +384,7 @@ def test_store_text_keeps_the_text_and_drops_the_models_metadata(alice: Any) -> 
         finish_reason="length", prompt_tokens=3, completion_tokens=4
     )
 
-    call(persistence.store_text, str(answer.pk), FULL_TEXT, "error", "internal_error")
+    call(persistence.astore_text, str(answer.pk), FULL_TEXT, "error", "internal_error")
 
     answer.refresh_from_db()
     assert (answer.content, answer.status, answer.error_code, answer.finish_reason) == (
@@ -397,11 +397,11 @@ def test_store_text_keeps_the_text_and_drops_the_models_metadata(alice: Any) -> 
 
 
 def test_store_text_of_a_completed_answer_keeps_a_confirmed_stop(alice: Any) -> None:
-    """As finish_message: after a stop, a `complete` fallback stores the text and stays
+    """As afinish_message: after a stop, a `complete` fallback stores the text and stays
     `stopped`; without a stop it stores `complete`."""
     stopped = streaming_answer(alice, "The")
-    call(persistence.mark_stopped, str(stopped.pk))
-    call(persistence.store_text, str(stopped.pk), FULL_TEXT, "complete")
+    call(persistence.amark_stopped, str(stopped.pk))
+    call(persistence.astore_text, str(stopped.pk), FULL_TEXT, "complete")
     stopped.refresh_from_db()
     assert (stopped.status, stopped.finish_reason, stopped.content) == (
         "stopped",
@@ -410,7 +410,7 @@ def test_store_text_of_a_completed_answer_keeps_a_confirmed_stop(alice: Any) -> 
     )
 
     running = streaming_answer(alice, "The")
-    call(persistence.store_text, str(running.pk), FULL_TEXT, "complete")
+    call(persistence.astore_text, str(running.pk), FULL_TEXT, "complete")
     running.refresh_from_db()
     assert (running.status, running.content, running.error_code) == ("complete", FULL_TEXT, "")
 
@@ -444,7 +444,7 @@ def test_only_stale_streaming_answers_expire(alice: Any, settings: Any) -> None:
     Message.objects.filter(pk=finished.pk).update(status="complete")
     age(finished, updated=600)
 
-    assert persistence.expire_stale_streaming_sync() == 2
+    assert persistence.expire_stale_streaming() == 2
 
     statuses = {m.pk: (m.status, m.content) for m in Message.objects.filter(role="assistant")}
     assert statuses == {
@@ -467,13 +467,13 @@ def test_the_sweep_is_scoped_to_the_conversations_given(alice: Any, settings: An
     age(here, updated=60)
     age(there, updated=60)
 
-    assert persistence.expire_stale_streaming_sync([here.conversation_id]) == 1
-    assert persistence.expire_stale_streaming_sync([]) == 0
+    assert persistence.expire_stale_streaming([here.conversation_id]) == 1
+    assert persistence.expire_stale_streaming([]) == 0
 
     here.refresh_from_db()
     there.refresh_from_db()
     assert (here.status, there.status) == ("interrupted", "streaming")
-    assert call(persistence.expire_stale_streaming) == 1
+    assert call(persistence.aexpire_stale_streaming) == 1
     there.refresh_from_db()
     assert there.status == "interrupted"
 
@@ -485,7 +485,7 @@ def test_an_orphan_takes_the_logged_text_when_it_is_ahead(alice: Any) -> None:
     """The event log's text (at least as long as the stored text) replaces it."""
     answer = streaming_answer(alice, "The whole")
 
-    ending = call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.ainterrupt_orphan, str(answer.pk), FULL_TEXT)
     snapshot = ending.snapshot
 
     answer.refresh_from_db()
@@ -507,7 +507,7 @@ def test_an_orphan_never_loses_stored_text_longer_than_the_log(alice: Any) -> No
     """A shorter logged text is ignored: the stored text stays, the answer ends."""
     answer = streaming_answer(alice, FULL_TEXT)
 
-    ending = call(persistence.interrupt_orphan, str(answer.pk), "The")
+    ending = call(persistence.ainterrupt_orphan, str(answer.pk), "The")
     snapshot = ending.snapshot
 
     answer.refresh_from_db()
@@ -525,7 +525,7 @@ def test_an_answer_expired_by_the_sweep_still_gets_the_logged_text(alice: Any) -
     answer = streaming_answer(alice, "The")
     Message.objects.filter(pk=answer.pk).update(status="interrupted", error_code="x")
 
-    ending = call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.ainterrupt_orphan, str(answer.pk), FULL_TEXT)
 
     answer.refresh_from_db()
     assert not ending.ended_here  # the sweep ended it (and counted it)
@@ -542,7 +542,7 @@ def test_an_answer_that_ended_keeps_its_state(alice: Any, status: str) -> None:
     answer = streaming_answer(alice, "The")
     Message.objects.filter(pk=answer.pk).update(status=status, finish_reason="r")
 
-    ending = call(persistence.interrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.ainterrupt_orphan, str(answer.pk), FULL_TEXT)
     snapshot = ending.snapshot
 
     answer.refresh_from_db()
@@ -556,7 +556,7 @@ def test_an_orphan_that_was_deleted_is_none(alice: Any) -> None:
     message_id = str(streaming_answer(alice).pk)
     Message.objects.filter(pk=message_id).delete()
 
-    assert call(persistence.interrupt_orphan, message_id, FULL_TEXT) is None
+    assert call(persistence.ainterrupt_orphan, message_id, FULL_TEXT) is None
 
 
 # --- reading an answer --------------------------------------------------------------------------
@@ -566,7 +566,7 @@ def test_the_owner_reads_an_answer_with_its_question_and_usage(alice: Any) -> No
     """The snapshot names the question, the question's parent and the usage totals."""
     first = prepare(alice, "one")
     call(
-        persistence.finish_message,
+        persistence.afinish_message,
         first.assistant_message_id,
         content="answer",
         status="complete",
@@ -575,11 +575,11 @@ def test_the_owner_reads_an_answer_with_its_question_and_usage(alice: Any) -> No
     )
     second = prepare(alice, "two")
 
-    done = call(persistence.get_owned_assistant_message, alice.pk, first.assistant_message_id)
+    done = call(persistence.aget_owned_assistant_message, alice.pk, first.assistant_message_id)
     assert (done.content, done.status, done.finish_reason) == ("answer", "complete", "stop")
     assert done.usage == {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}
     assert (done.user_message_id, done.parent_id) == (first.user_message_id, None)
-    live = call(persistence.get_owned_assistant_message, alice.pk, second.assistant_message_id)
+    live = call(persistence.aget_owned_assistant_message, alice.pk, second.assistant_message_id)
     assert (live.status, live.usage, live.model) == ("streaming", None, "answering:default")
     assert (live.user_message_id, live.parent_id) == (
         second.user_message_id,
@@ -599,8 +599,8 @@ def test_reading_someone_elses_or_a_question_is_not_found(alice: Any, bob: Any) 
         (alice, "00000000-0000-4000-8000-000000000000"),
     ):
         with pytest.raises(NotFound):
-            call(persistence.get_owned_assistant_message, user.pk, message_id)
-    own = call(persistence.get_owned_assistant_message, bob.pk, bobs.assistant_message_id)
+            call(persistence.aget_owned_assistant_message, user.pk, message_id)
+    own = call(persistence.aget_owned_assistant_message, bob.pk, bobs.assistant_message_id)
     assert own.conversation_id == bobs.conversation_id
 
 
@@ -610,7 +610,7 @@ def test_reading_an_answer_whose_producer_died_ends_it(alice: Any, settings: Any
     answer = streaming_answer(alice, "partial")
     age(answer, updated=120)
 
-    snapshot = call(persistence.get_owned_assistant_message, alice.pk, str(answer.pk))
+    snapshot = call(persistence.aget_owned_assistant_message, alice.pk, str(answer.pk))
 
     assert (snapshot.status, snapshot.content) == ("interrupted", "partial")
     answer.refresh_from_db()

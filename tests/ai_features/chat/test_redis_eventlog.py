@@ -62,7 +62,7 @@ async def _close(*logs: RedisEventLog) -> None:
 async def read_until_final(log: RedisEventLog, message_id: str, after_id: int = 0) -> list:
     events = []
     for _ in range(200):
-        batch = await log.wait(message_id, after_id, 0.1)
+        batch = await log.aread_after(message_id, after_id, 0.1)
         for event in batch:
             events.append(event)
             after_id = event.id
@@ -74,16 +74,16 @@ async def read_until_final(log: RedisEventLog, message_id: str, after_id: int = 
 async def test_another_process_follows_with_the_same_ids(make_log) -> None:
     producer, reader = make_log(), make_log()
     try:
-        await producer.open("m1")
-        await producer.append("m1", start_data("c1", "m1"))
+        await producer.aopen("m1")
+        await producer.aappend("m1", start_data("c1", "m1"))
         for word in ("one ", "two ", "three"):
-            await producer.append("m1", content_data(word))
-        assert await reader.has("m1")
+            await producer.aappend("m1", content_data(word))
+        assert await reader.ahas("m1")
         # A resume after event 2 gets exactly the rest, as the producer numbered it.
         follow = asyncio.create_task(read_until_final(reader, "m1", after_id=2))
         await asyncio.sleep(0.3)
-        await producer.append("m1", content_data("!"))
-        await producer.append("m1", done_data("m1", "stop", None))
+        await producer.aappend("m1", content_data("!"))
+        await producer.aappend("m1", done_data("m1", "stop", None))
         events = await asyncio.wait_for(follow, 10)
         assert [e.id for e in events] == [3, 4, 5, 6]
         assert [e.data.get("content") for e in events[:3]] == ["two ", "three", "!"]
@@ -100,10 +100,10 @@ async def test_a_dead_producer_is_noticed_and_its_logged_text_stored(make_log) -
     producer = make_log(stale_after=1.0)
     reader = make_log(stale_after=1.0, orphans=orphans)
     try:
-        await producer.open("m2")
-        await producer.append("m2", start_data("c1", "m2"))
-        await producer.append("m2", content_data("half an "))
-        await producer.append("m2", content_data("answer"))
+        await producer.aopen("m2")
+        await producer.aappend("m2", start_data("c1", "m2"))
+        await producer.aappend("m2", content_data("half an "))
+        await producer.aappend("m2", content_data("answer"))
         await asyncio.sleep(0.2)  # let the flusher write them
         await producer.aclose()  # the producer dies: no heartbeat, no final event
         events = await asyncio.wait_for(read_until_final(reader, "m2"), 15)
@@ -123,10 +123,10 @@ async def test_a_stop_reaches_the_producing_process(make_log) -> None:
     stopped: list[str] = []
     producer.on_stop = stopped.append
     try:
-        await producer.open("m3")  # starts the producer's subscription
-        await other.open("m-other")
+        await producer.aopen("m3")  # starts the producer's subscription
+        await other.aopen("m-other")
         await asyncio.sleep(0.3)
-        await other.signal_stop("m3")
+        await other.asignal_stop("m3")
         for _ in range(50):
             if stopped:
                 break
@@ -139,14 +139,14 @@ async def test_a_stop_reaches_the_producing_process(make_log) -> None:
 async def test_redis_down_keeps_the_local_log_working(make_log, redis_server) -> None:
     log = make_log()
     try:
-        await log.open("m4")
+        await log.aopen("m4")
         redis_server.stop()
-        await log.append("m4", start_data("c1", "m4"))
-        await log.append("m4", content_data("still here"))
-        await log.append("m4", done_data("m4", "stop", None))
+        await log.aappend("m4", start_data("c1", "m4"))
+        await log.aappend("m4", content_data("still here"))
+        await log.aappend("m4", done_data("m4", "stop", None))
         events = await asyncio.wait_for(read_until_final(log, "m4"), 5)
         assert [e.type for e in events] == ["start", "content", "done"]
-        assert not await log.has("never-seen")
+        assert not await log.ahas("never-seen")
     finally:
         await _close(log)
         redis_server.start()
@@ -165,16 +165,16 @@ async def test_many_readers_elsewhere_cost_no_redis_call_per_token_per_reader(ma
     producer, follower = make_log(), make_log()
     readers, tokens = 20, 40
     try:
-        await producer.open("m5")
-        await producer.append("m5", start_data("c1", "m5"))
+        await producer.aopen("m5")
+        await producer.aappend("m5", start_data("c1", "m5"))
         await asyncio.sleep(0.1)
         reads_before = await _calls(follower, "xread", "xrange", "xrevrange", "xlen")
         tasks = [asyncio.create_task(read_until_final(follower, "m5")) for _ in range(readers)]
         await asyncio.sleep(0.2)
         for index in range(tokens):
-            await producer.append("m5", content_data(f"t{index} "))
+            await producer.aappend("m5", content_data(f"t{index} "))
             await asyncio.sleep(0.01)  # one batch (pipeline) per token: the worst case
-        await producer.append("m5", done_data("m5", "stop", None))
+        await producer.aappend("m5", done_data("m5", "stop", None))
         results = await asyncio.wait_for(asyncio.gather(*tasks), 15)
         expected = "".join(f"t{index} " for index in range(tokens))
         for events in results:
@@ -202,9 +202,9 @@ async def test_a_slow_producer_taken_for_dead_cannot_add_a_second_final(make_log
     producer = make_log(stale_after=30.0)  # its next heartbeat is seconds away
     follower = make_log(stale_after=1.0, orphans=orphans)
     try:
-        await producer.open("m6")
-        await producer.append("m6", start_data("c1", "m6"))
-        await producer.append("m6", content_data("so far"))
+        await producer.aopen("m6")
+        await producer.aappend("m6", start_data("c1", "m6"))
+        await producer.aappend("m6", content_data("so far"))
         await asyncio.sleep(0.2)
         await producer.redis.client.delete(live_key("m6"))  # the lapse
         events = await asyncio.wait_for(read_until_final(follower, "m6"), 15)
@@ -212,8 +212,8 @@ async def test_a_slow_producer_taken_for_dead_cannot_add_a_second_final(make_log
         assert orphans.stored == {"m6": "so far"}
 
         # The producer wakes up and carries on to its own ending.
-        await producer.append("m6", content_data(" and more"))
-        await producer.append("m6", done_data("m6", "stop", None))
+        await producer.aappend("m6", content_data(" and more"))
+        await producer.aappend("m6", done_data("m6", "stop", None))
         await asyncio.sleep(0.3)
         logged = await _event_entries(producer, "m6")
         assert [d["type"] for d in logged] == ["start", "content", "error"]
@@ -234,16 +234,16 @@ async def test_an_orphan_ending_yields_to_an_event_that_took_its_id(make_log) ->
     final included, go on landing."""
     producer = make_log()
     try:
-        await producer.open("m7")
-        await producer.append("m7", start_data("c1", "m7"))
-        await producer.append("m7", content_data("x"))
+        await producer.aopen("m7")
+        await producer.aappend("m7", start_data("c1", "m7"))
+        await producer.aappend("m7", content_data("x"))
         await asyncio.sleep(0.2)
         client = producer.redis.client
         final = json.dumps(error_data("interrupted", "interrupted", "m7"))
         # Event 2 exists: a follower that had read only event 1 tries to write event 2.
         taken = await client.eval(END_ORPHAN_SCRIPT, 1, log_key("m7"), "0-2", final, 60)
         assert taken == 0
-        await producer.append("m7", done_data("m7", "stop", None))
+        await producer.aappend("m7", done_data("m7", "stop", None))
         await asyncio.sleep(0.3)
         assert [d["type"] for d in await _event_entries(producer, "m7")] == [
             "start",

@@ -23,7 +23,7 @@ from django.utils import timezone
 from ai_features import metrics
 from ai_features.chat import persistence
 from ai_features.chat.requests import ChatRequest
-from ai_features.chat.service import INTERRUPTED_MESSAGE, end_orphaned_message, final_data_for
+from ai_features.chat.service import INTERRUPTED_MESSAGE, aend_orphaned_message, final_data_for
 from ai_features.models import Conversation, Message
 from ai_features.providers import Delta
 from tests.ai_features.chat.test_service import (
@@ -80,7 +80,7 @@ async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(
     gate = Gate()
     provider = ScriptedProvider([Delta(text="before "), gate, *words("after")])
     service = make_service(provider)
-    prepared = await service.start(carol.pk, ChatRequest(message="q"))
+    prepared = await service.astart(carol.pk, ChatRequest(message="q"))
     message_id = prepared.assistant_message_id
     reader = asyncio.create_task(collect(service, message_id))
     await asyncio.wait_for(gate.reached.wait(), 5)
@@ -88,7 +88,7 @@ async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(
 
     # The producer stalls past the stale window; a reader elsewhere runs the sweep.
     await age_heartbeat(message_id)
-    assert await persistence.expire_stale_streaming() == 1
+    assert await persistence.aexpire_stale_streaming() == 1
     gate.release()  # ...and then the producer wakes up and completes its answer.
     events = await reader
 
@@ -104,20 +104,20 @@ async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(
     assert ended("complete") == complete
     await asyncio.sleep(0.2)
     assert provider.titles == []  # an interrupted first answer gets no automatic title
-    await service.shutdown()
+    await service.ashutdown()
 
 
 async def test_a_sweep_after_the_producer_ended_changes_nothing(carol: AbstractBaseUser) -> None:
     message_id = await streaming_message(carol)
     assert (
-        await persistence.finish_message(
+        await persistence.afinish_message(
             message_id, content="whole answer", status=Message.Status.COMPLETE, finish_reason="stop"
         )
         is None
     )
     await age_heartbeat(message_id)
     interrupted = ended("interrupted")
-    assert await persistence.expire_stale_streaming() == 0
+    assert await persistence.aexpire_stale_streaming() == 0
     row = await stored(message_id)
     assert (row.status, row.content) == (Message.Status.COMPLETE, "whole answer")
     assert ended("interrupted") == interrupted
@@ -128,8 +128,8 @@ async def test_an_orphan_found_by_two_readers_is_ended_and_counted_once(
 ) -> None:
     message_id = await streaming_message(carol, content="saved")
     interrupted = ended("interrupted")
-    first = await persistence.interrupt_orphan(message_id, "saved and logged")
-    second = await persistence.interrupt_orphan(message_id, "saved and logged")
+    first = await persistence.ainterrupt_orphan(message_id, "saved and logged")
+    second = await persistence.ainterrupt_orphan(message_id, "saved and logged")
     assert first is not None and second is not None
     assert (first.ended_here, second.ended_here) == (True, False)
     assert first.snapshot.status == second.snapshot.status == Message.Status.INTERRUPTED
@@ -137,7 +137,7 @@ async def test_an_orphan_found_by_two_readers_is_ended_and_counted_once(
     row = await stored(message_id)
     assert (row.content, row.error_code) == ("saved and logged", "interrupted")
     # A third reader's ending sends the same final event, and counts nothing.
-    final = await end_orphaned_message(message_id, "saved and logged")
+    final = await aend_orphaned_message(message_id, "saved and logged")
     assert final == final_data_for(first.snapshot)
     assert final["type"] == "error" and final["code"] == "interrupted"
     assert ended("interrupted") == interrupted + 1
@@ -147,15 +147,15 @@ async def test_an_orphan_ending_never_overwrites_a_completed_answer(
     carol: AbstractBaseUser,
 ) -> None:
     message_id = await streaming_message(carol)
-    assert await persistence.finish_message(
+    assert await persistence.afinish_message(
         message_id, content="the whole answer", status=Message.Status.COMPLETE,
         finish_reason="stop",
     ) is None  # fmt: skip
     interrupted = ended("interrupted")
-    ending = await persistence.interrupt_orphan(message_id, "the whole")
+    ending = await persistence.ainterrupt_orphan(message_id, "the whole")
     assert ending is not None and not ending.ended_here
     assert ending.snapshot.status == Message.Status.COMPLETE
-    final = await end_orphaned_message(message_id, "the whole")
+    final = await aend_orphaned_message(message_id, "the whole")
     assert final["type"] == "done"
     row = await stored(message_id)
     assert (row.status, row.content) == (Message.Status.COMPLETE, "the whole answer")
@@ -166,9 +166,9 @@ async def test_a_late_producer_adds_only_the_text_the_orphan_ending_lacked(
     carol: AbstractBaseUser,
 ) -> None:
     message_id = await streaming_message(carol)
-    ending = await persistence.interrupt_orphan(message_id, "logged part")
+    ending = await persistence.ainterrupt_orphan(message_id, "logged part")
     assert ending is not None and ending.ended_here
-    stands = await persistence.finish_message(
+    stands = await persistence.afinish_message(
         message_id, content="logged part and the rest", status=Message.Status.COMPLETE,
         finish_reason="stop",
     )  # fmt: skip
@@ -182,9 +182,9 @@ async def test_a_stop_from_elsewhere_still_stands_over_a_completion(
     carol: AbstractBaseUser,
 ) -> None:
     message_id = await streaming_message(carol)
-    assert await persistence.mark_stopped(message_id)
+    assert await persistence.amark_stopped(message_id)
     assert (
-        await persistence.finish_message(
+        await persistence.afinish_message(
             message_id, content="all of it", status=Message.Status.COMPLETE, finish_reason="stop"
         )
         is None

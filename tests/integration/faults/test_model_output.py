@@ -100,10 +100,10 @@ from ai_features.models import Message
 
 async def main():
     user = await sync_to_async(get_user_model().objects.create_user)(uuid.uuid4().hex[:20])
-    prepared = await persistence.prepare_chat(user.pk, ChatRequest(message="hi"), lambda _: "fake")
+    prepared = await persistence.aprepare_chat(user.pk, ChatRequest(message="hi"), lambda _: "fake")
     mid = prepared.assistant_message_id
     service = ChatService()
-    await service.log.open(mid)
+    await service.log.aopen(mid)
     # Past validation (as a future bug might let it be): a reason longer than its column and
     # counts beyond a 32-bit integer, which PostgreSQL refuses.
     ending = Ending("complete", "x" * 100, usage={"prompt_tokens": 2**40, "completion_tokens": -1})
