@@ -154,7 +154,7 @@ def make_event_log() -> EventLog:
 
 @dataclass
 class ChatService:
-    log: EventLog = field(default_factory=make_event_log)
+    event_log: EventLog = field(default_factory=make_event_log)
     provider_factory: Callable[[], ChatProvider] = get_provider
     rate_limit: RateLimit = field(
         default_factory=lambda: RateLimit(settings.CHAT_RATE_LIMIT_PER_MINUTE)
@@ -178,9 +178,9 @@ class ChatService:
     _background: set[asyncio.Task] = field(default_factory=set)  # auto titles
 
     def __post_init__(self) -> None:
-        if hasattr(self.log, "on_stop"):
+        if hasattr(self.event_log, "on_stop"):
             # A stop published by another process for a generation of this one.
-            self.log.on_stop = self._stop_here
+            self.event_log.on_stop = self._stop_here
 
     def _stop_here(self, message_id: str) -> None:
         generation = self.generations.get(message_id)
@@ -207,7 +207,7 @@ class ChatService:
         running = sum(1 for g in self.generations.values() if g.user_id == user_id)
         if self.max_concurrent > 0 and running + self._reserved[user_id] >= self.max_concurrent:
             raise TooManyStreams(retry_after=5)
-        if not await self.log.ahas_room():
+        if not await self.event_log.ahas_room():
             # The event logs hold STREAM_EVENT_LOG_MAX_BYTES already (live answers only,
             # finished ones were compacted or dropped): refuse before storing anything.
             logger.warning("event log memory budget reached: new stream refused")
@@ -239,11 +239,11 @@ class ChatService:
                     error_code="server_restarting",
                 )
                 raise ServerRestarting()
-            await self.log.aopen(message_id)
+            await self.event_log.aopen(message_id)
             if slot_taken:
                 await self.slots.abind(user_id, pending_slot, message_id)
                 bound = True
-            await self.log.aappend(
+            await self.event_log.aappend(
                 message_id,
                 start_data(prepared.conversation_id, message_id, **prepared.start_fields()),
             )
@@ -272,7 +272,7 @@ class ChatService:
 
     async def _follow(self, message_id: str, after_id: int) -> AsyncIterator[ChatEvent | Ping]:
         while True:
-            events = await self.log.aread_after(message_id, after_id, self.heartbeat)
+            events = await self.event_log.aread_after(message_id, after_id, self.heartbeat)
             if not events:
                 yield PING
                 continue
@@ -291,7 +291,7 @@ class ChatService:
         if self.max_readers > 0 and self._readers[user_id] >= self.max_readers:
             raise RateLimited("同時に開いている読み込みが多すぎます。", retry_after=5)
         snapshot = await persistence.aget_owned_assistant_message(user_id, message_id)
-        if await self.log.ahas(snapshot.id):
+        if await self.event_log.ahas(snapshot.id):
             # An id from a database replay (another process answered before) says nothing
             # about this log: replay it all; its `start` resets the client's text.
             events = self.afollow(snapshot.id, 0 if after_id >= REPLAY_ID_BASE else after_id)
@@ -350,7 +350,7 @@ class ChatService:
             # stopped in the database; a live generator sees that at its next save, or at
             # once when the stop reaches it through Redis.
             await persistence.amark_stopped(snapshot.id)
-            asignal_stop = getattr(self.log, "asignal_stop", None)
+            asignal_stop = getattr(self.event_log, "asignal_stop", None)
             if asignal_stop is not None:
                 await asignal_stop(snapshot.id)
         else:
@@ -395,7 +395,7 @@ class ChatService:
                     metrics.TOKENS_RELAYED.inc()
                     parts.append(text)
                     text_len += len(text)
-                    await self.log.aappend(message_id, content_data(text))
+                    await self.event_log.aappend(message_id, content_data(text))
                 if delta.finish_reason:
                     finish_reason = clean_finish_reason(delta.finish_reason)
                 if delta.usage is not None:
@@ -408,7 +408,7 @@ class ChatService:
                     saved_chars, last_save = text_len, now
             if tail := normalizer.flush():  # a high surrogate that nothing completed
                 parts.append(tail)
-                await self.log.aappend(message_id, content_data(tail))
+                await self.event_log.aappend(message_id, content_data(tail))
             ending = Ending.complete(finish_reason, usage)
         except ProviderError as exc:
             metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
@@ -476,7 +476,7 @@ class ChatService:
                 # readers here get the same final event as readers there.
                 ending = Ending.stored(ended_elsewhere)
                 logger.warning("message=%s was ended elsewhere as %s", message_id, ending.status)
-            await self.log.aappend(message_id, ending.final_data(message_id))
+            await self.event_log.aappend(message_id, ending.final_data(message_id))
             generation = self.generations.pop(message_id, None)
             if generation is not None:
                 metrics.STREAMS_ACTIVE.dec()
@@ -525,9 +525,9 @@ class ChatService:
         await self._drain_task
         self.liveness.close()
 
-        close_log = getattr(self.log, "aclose", None)
-        if close_log is not None:
-            await close_log()
+        close_event_log = getattr(self.event_log, "aclose", None)
+        if close_event_log is not None:
+            await close_event_log()
 
     async def arecover(self) -> int:
         """At startup: end the answers left `streaming` by dead processes (those past the

@@ -284,7 +284,7 @@ def test_concurrent_followers_resume_without_loss_or_duplicates(
 
     async def scenario() -> None:
         log = MemoryEventLog()
-        service = ChatService(log=log, heartbeat=0.01)
+        service = ChatService(event_log=log, heartbeat=0.01)
         await log.aopen(MID)
         written: list[ChatEvent] = [await log.aappend(MID, {"type": "start", "content": ""})]
 

@@ -179,8 +179,8 @@ def text_of(events: list[ChatEvent]) -> str:
 
 def logged(service: ChatService, message_id: str) -> list[ChatEvent]:
     """The message's log, one event per delta (readers may get runs of content joined)."""
-    assert isinstance(service.log, MemoryEventLog)
-    return service.log.events_of(message_id)
+    assert isinstance(service.event_log, MemoryEventLog)
+    return service.event_log.events_of(message_id)
 
 
 # --- the database, read from the same thread the core writes from ---------------------------
@@ -569,7 +569,7 @@ async def test_a_refused_final_write_still_stores_the_text(alice: AbstractBaseUs
     service = make_service(ScriptedProvider())
     prepared = await persistence.aprepare_chat(alice.pk, ChatRequest(message="hi"), lambda _: MODEL)
     mid = prepared.assistant_message_id
-    await service.log.aopen(mid)
+    await service.event_log.aopen(mid)
     # Metadata the database refuses (a negative count breaks the column's CHECK) that got
     # past validation, e.g. a future bug: the answer's text must survive it.
     ending = Ending.complete("stop", {"prompt_tokens": -1, "completion_tokens": 1})
@@ -1249,7 +1249,7 @@ async def test_a_full_event_log_refuses_new_streams_before_storing(
     gate = Gate()
     log = MemoryEventLog(max_bytes=4 * eventlog.EVENT_OVERHEAD_BYTES)
     provider = ScriptedProvider([*(Delta(text="x") for _ in range(5)), gate, *words("y")])
-    service = make_service(provider, log=log)
+    service = make_service(provider, event_log=log)
     first = await service.astart(alice.pk, ChatRequest(message="long"))
     await asyncio.sleep(0.05)  # the live answer fills the budget
     stored_before = await rows(alice)

@@ -103,7 +103,7 @@ async def main():
     prepared = await persistence.aprepare_chat(user.pk, ChatRequest(message="hi"), lambda _: "fake")
     mid = prepared.assistant_message_id
     service = ChatService()
-    await service.log.aopen(mid)
+    await service.event_log.aopen(mid)
     # Past validation (as a future bug might let it be): a reason longer than its column and
     # counts beyond a 32-bit integer, which PostgreSQL refuses.
     ending = Ending("complete", "x" * 100, usage={"prompt_tokens": 2**40, "completion_tokens": -1})
