@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import contextvars
 import logging
 import os
@@ -71,8 +70,18 @@ class CoreLoop:
             return
         service = self._service
         service.shutdown_grace = 0
-        with contextlib.suppress(Exception):
+        # At exit nothing can be done about a failure any more, but it must show: an answer
+        # left `streaming` here is ended later by the stale sweep, and the log says why.
+        try:
             self.submit(service.ashutdown()).result(timeout)
+        except TimeoutError:
+            logger.warning(
+                "core loop shutdown did not finish within %.0fs; answers still streaming are "
+                "ended by the stale sweep",
+                timeout,
+            )
+        except Exception:
+            logger.exception("core loop shutdown failed")
 
     def begin_drain(self, grace: float) -> None:
         """On SIGTERM (gunicorn's graceful stop): refuse new streams and give running

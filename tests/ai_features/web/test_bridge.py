@@ -228,3 +228,42 @@ def test_a_forked_worker_gets_its_own_loop_and_leaves_the_parents_alone(
     assert core._loop is not parent_loop
     assert core.service is not parent_service
     parent_loop.call_soon_threadsafe(parent_loop.stop)
+
+
+def test_a_failing_shutdown_is_logged_not_swallowed(
+    core: CoreLoop, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At process exit a failure cannot be handled any more, but it is logged (with its
+    traceback), and the exit goes on."""
+    service = core.service
+
+    async def broken_shutdown() -> None:
+        raise RuntimeError("the event log went away")
+
+    monkeypatch.setattr(service, "ashutdown", broken_shutdown)
+    with caplog.at_level("WARNING", logger="ai_features.web.bridge"):
+        core.shutdown(timeout=5)
+
+    [record] = [r for r in caplog.records if "core loop shutdown" in r.getMessage()]
+    assert record.getMessage() == "core loop shutdown failed"
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+
+def test_a_shutdown_past_its_timeout_is_logged(
+    core: CoreLoop, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = core.service
+    release = asyncio.Event()
+
+    async def slow_shutdown() -> None:
+        await release.wait()
+
+    monkeypatch.setattr(service, "ashutdown", slow_shutdown)
+    with caplog.at_level("WARNING", logger="ai_features.web.bridge"):
+        core.shutdown(timeout=0.05)
+    assert core._loop is not None
+    core._loop.call_soon_threadsafe(release.set)
+
+    [record] = [r for r in caplog.records if "core loop shutdown" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "did not finish within 0s" in record.getMessage()
