@@ -365,51 +365,17 @@ class ChatService:
     async def _generate(
         self, generation: Generation, provider: ChatProvider, prepared: PreparedChat
     ) -> None:
+        """The generation task: relay the answer, store how it ended (whatever ended it)
+        and send the final event; then, for a conversation's first answer, ask for a title."""
         message_id = generation.message_id
-        loop = asyncio.get_running_loop()
+        # The text relayed so far, filled by _relay_tokens: stored however the answer ends.
         parts: list[str] = []
-        text_len = saved_chars = 0
-        last_save = loop.time()
-        finish_reason = "stop"
-        usage: dict[str, int] | None = None
-        last_text_at: float | None = None
-        # Where the model's text enters: from here on readers and the database get the same,
-        # storable text (see text.py).
-        normalizer = TextNormalizer()
         try:
             # From now on the row shows a sign of life every few seconds, even while the
             # model sends nothing (and a stop from another process is noticed).
             await self.liveness.aregister(message_id, claimed=True)  # by aprepare_chat
             self.liveness.start(self._stopped_elsewhere)
-            async for delta in provider.astream(
-                prepared.context, model=prepared.model, language=prepared.language
-            ):
-                text = normalizer.feed(delta.text) if isinstance(delta.text, str) else ""
-                if text:
-                    now = loop.time()
-                    if last_text_at is None:
-                        metrics.TIME_TO_FIRST_TOKEN.observe(now - last_save)
-                    else:
-                        metrics.INTER_TOKEN_GAP.observe(now - last_text_at)
-                    last_text_at = now
-                    metrics.TOKENS_RELAYED.inc()
-                    parts.append(text)
-                    text_len += len(text)
-                    await self.event_log.aappend(message_id, content_data(text))
-                if delta.finish_reason:
-                    finish_reason = clean_finish_reason(delta.finish_reason)
-                if delta.usage is not None:
-                    usage = clean_usage(delta.usage.prompt_tokens, delta.usage.completion_tokens)
-                # Partial text is saved seconds apart, never per token.
-                now = loop.time()
-                if now - last_save >= self.save_interval and text_len != saved_chars:
-                    if not await persistence.asave_partial(message_id, "".join(parts)):
-                        raise StoppedElsewhere()
-                    saved_chars, last_save = text_len, now
-            if tail := normalizer.flush():  # a high surrogate that nothing completed
-                parts.append(tail)
-                await self.event_log.aappend(message_id, content_data(tail))
-            ending = Ending.complete(finish_reason, usage)
+            ending = await self._relay_tokens(message_id, provider, prepared, parts)
         except ProviderError as exc:
             metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
             ending = Ending.failed(exc.code, exc.message)
@@ -434,6 +400,57 @@ class ChatService:
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def _relay_tokens(
+        self,
+        message_id: str,
+        provider: ChatProvider,
+        prepared: PreparedChat,
+        parts: list[str],
+    ) -> Ending:
+        """The token loop: each piece of the model's text goes to the event log as it comes
+        and onto `parts`; the text so far is saved every `save_interval` seconds. Returns
+        the ending of an answer the model completed; a provider error, a stop noticed at a
+        save (StoppedElsewhere) or a cancellation propagates to _generate."""
+        loop = asyncio.get_running_loop()
+        text_len = saved_chars = 0
+        # The model is asked now: the time to the first token counts from here.
+        last_save = loop.time()
+        finish_reason = "stop"
+        usage: dict[str, int] | None = None
+        last_text_at: float | None = None
+        # Where the model's text enters: from here on readers and the database get the same,
+        # storable text (see text.py).
+        normalizer = TextNormalizer()
+        async for delta in provider.astream(
+            prepared.context, model=prepared.model, language=prepared.language
+        ):
+            text = normalizer.feed(delta.text) if isinstance(delta.text, str) else ""
+            if text:
+                now = loop.time()
+                if last_text_at is None:
+                    metrics.TIME_TO_FIRST_TOKEN.observe(now - last_save)
+                else:
+                    metrics.INTER_TOKEN_GAP.observe(now - last_text_at)
+                last_text_at = now
+                metrics.TOKENS_RELAYED.inc()
+                parts.append(text)
+                text_len += len(text)
+                await self.event_log.aappend(message_id, content_data(text))
+            if delta.finish_reason:
+                finish_reason = clean_finish_reason(delta.finish_reason)
+            if delta.usage is not None:
+                usage = clean_usage(delta.usage.prompt_tokens, delta.usage.completion_tokens)
+            # Partial text is saved seconds apart, never per token.
+            now = loop.time()
+            if now - last_save >= self.save_interval and text_len != saved_chars:
+                if not await persistence.asave_partial(message_id, "".join(parts)):
+                    raise StoppedElsewhere()
+                saved_chars, last_save = text_len, now
+        if tail := normalizer.flush():  # a high surrogate that nothing completed
+            parts.append(tail)
+            await self.event_log.aappend(message_id, content_data(tail))
+        return Ending.complete(finish_reason, usage)
 
     def _stopped_elsewhere(self, message_id: str) -> None:
         generation = self.generations.get(message_id)
