@@ -9,14 +9,19 @@ Redis log that finds the producer's `live` key gone (ainterrupt_orphan). Each mo
 out of `streaming` only with `status = 'streaming'` in the UPDATE's WHERE, so the first
 ending stands and a later one (a producer that was only slow, not dead) keeps it, adding
 nothing but text that would otherwise be lost; whoever made the move counts it in metrics.
+
+Calling convention (as in service.py): a public function takes at most one argument by
+position, the one it acts on or for (the user, the message, the conversation), and all
+others by keyword, so that two ids or two strings cannot be swapped without notice.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -133,7 +138,7 @@ def _owned_message(user_id: int, message_id: str, conversation_id: str | None) -
     return message
 
 
-def chat_model(requested: str | None, conversation: Conversation) -> str | None:
+def chat_model(conversation: Conversation, *, requested: str | None) -> str | None:
     """The model for this turn: the one asked for, else the conversation's while it is
     still offered, else None (the provider's default, OPENAI_MODEL)."""
     if requested:
@@ -145,6 +150,7 @@ def chat_model(requested: str | None, conversation: Conversation) -> str | None:
 
 def build_context(
     conversation: Conversation,
+    *,
     earlier: list[Message],
     new_message: str,
     include_history: bool,
@@ -183,6 +189,7 @@ def build_context(
 @db_task
 def aprepare_chat(
     user_id: int,
+    *,
     request: ChatRequest,
     model_for: Callable[[str | None], str],
     producer: str = "",
@@ -232,8 +239,13 @@ def aprepare_chat(
                 conversation=conversation, parent=parent, role=Message.Role.USER, content=text
             )
 
-        chosen = chat_model(request.model, conversation)
-        context = build_context(conversation, earlier, text, request.include_history)
+        chosen = chat_model(conversation, requested=request.model)
+        context = build_context(
+            conversation,
+            earlier=earlier,
+            new_message=text,
+            include_history=request.include_history,
+        )
         assistant = Message.objects.create(
             conversation=conversation,
             parent=user_message,
@@ -265,7 +277,7 @@ def aprepare_chat(
 
 
 @db_task
-def aset_auto_title(conversation_id: str, title: str) -> bool:
+def aset_auto_title(conversation_id: str, *, title: str) -> bool:
     """Replace the cut-off first question with a generated title, unless the user has
     renamed the conversation meanwhile (their title wins). Leaves updated_at alone."""
     updated = Conversation.objects.filter(pk=conversation_id, title_is_custom=False).update(
@@ -275,7 +287,7 @@ def aset_auto_title(conversation_id: str, title: str) -> bool:
 
 
 @db_task
-def asave_partial(message_id: str, content: str) -> bool:
+def asave_partial(message_id: str, *, content: str) -> bool:
     """Save the text so far; False when the message is no longer `streaming` (stopped from
     another process, see amark_stopped), which tells the generation to end."""
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
@@ -319,7 +331,7 @@ def afinish_message(
 
 
 @db_task
-def astore_text(message_id: str, content: str, status: str, error_code: str = "") -> None:
+def astore_text(message_id: str, *, content: str, status: str, error_code: str = "") -> None:
     """The last resort when afinish_message failed: the text, status and this project's own
     error code, with the model's metadata (finish reason, usage) left empty, so that the
     answer is never lost. An ending stored elsewhere first stands, as in afinish_message."""
@@ -334,7 +346,7 @@ def astore_text(message_id: str, content: str, status: str, error_code: str = ""
     _store_ending(message_id, fields)
 
 
-def _store_ending(message_id: str, fields: dict) -> MessageSnapshot | None:
+def _store_ending(message_id: str, fields: dict[str, Any]) -> MessageSnapshot | None:
     now = timezone.now()
     rows = Message.objects.filter(pk=message_id)
     with transaction.atomic():
@@ -384,7 +396,7 @@ def _snapshot(message: Message) -> MessageSnapshot:
     )
 
 
-def expire_stale_streaming(conversation_ids: list | None = None) -> int:
+def expire_stale_streaming(conversation_ids: Sequence[uuid.UUID | str] | None = None) -> int:
     """Mark answers whose process is gone as interrupted (kept text and all).
 
     A live generation's heartbeat is refreshed every few seconds (see liveness.py), so one
@@ -412,7 +424,7 @@ aexpire_stale_streaming = db_task(expire_stale_streaming)
 
 
 @db_task
-def aget_owned_assistant_message(user_id: int, message_id: str) -> MessageSnapshot:
+def aget_owned_assistant_message(user_id: int, *, message_id: str) -> MessageSnapshot:
     parsed = parse_uuid(message_id)
     message = (
         Message.objects.select_related("parent")
@@ -451,7 +463,7 @@ class OrphanEnding:
 
 
 @db_task
-def ainterrupt_orphan(message_id: str, logged_text: str) -> OrphanEnding | None:
+def ainterrupt_orphan(message_id: str, *, logged_text: str) -> OrphanEnding | None:
     """End a message whose producer died: `interrupted`, with the text of the shared event
     log (which is ahead of the last partial save). A message that already ended otherwise
     (complete, stopped, error) keeps its state; one the stale sweep marked interrupted gets

@@ -7,6 +7,12 @@ a shutdown end it cleanly with the text that had arrived.
 
 Names follow Django's async API: whatever returns something to await or to `async for` is
 `a`-prefixed (tests/ai_features/test_naming.py keeps it so).
+
+Calling convention, here and in persistence.py: a public function or method takes at most
+one argument by position, the one it acts on or for (the user for ChatService's entry
+points, the message or conversation for persistence), and all others by keyword, so that
+two ids or two strings cannot be swapped without notice. A callback keeps the signature of
+the hook it is passed to (aend_orphaned_message: RedisEventLog's OrphanHandler).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 
@@ -71,17 +78,17 @@ class Ending:
     usage: dict[str, int] | None = None
     message: str = ""  # the error event's text for the user (errors only)
 
-    def final_data(self, message_id: str) -> dict:
+    def final_data(self, message_id: str) -> dict[str, Any]:
         if self.status in (Message.Status.COMPLETE, Message.Status.STOPPED):
             return done_data(message_id, self.finish_reason, self.usage)
         return error_data(self.error_code, self.message, message_id)
 
     @classmethod
-    def complete(cls, finish_reason: str, usage: dict[str, int] | None) -> Ending:
+    def complete(cls, finish_reason: str, *, usage: dict[str, int] | None) -> Ending:
         return cls(Message.Status.COMPLETE, finish_reason, usage=usage)
 
     @classmethod
-    def failed(cls, code: str, message: str) -> Ending:
+    def failed(cls, code: str, *, message: str) -> Ending:
         return cls(Message.Status.ERROR, "error", code, message=message)
 
     @classmethod
@@ -123,7 +130,7 @@ class StoppedElsewhere(Exception):
 class Generation:
     message_id: str
     user_id: int
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
 
     def cancel(self, reason: str) -> None:
@@ -172,10 +179,10 @@ class ChatService:
     liveness: Liveness = field(default_factory=new_liveness)
     generations: dict[str, Generation] = field(default_factory=dict)
     accepting: bool = True
-    _reserved: Counter = field(default_factory=Counter)
-    _readers: Counter = field(default_factory=Counter)
-    _drain_task: asyncio.Task | None = None
-    _background: set[asyncio.Task] = field(default_factory=set)  # auto titles
+    _reserved: Counter[int] = field(default_factory=Counter)
+    _readers: Counter[int] = field(default_factory=Counter)
+    _drain_task: asyncio.Task[None] | None = None
+    _background: set[asyncio.Task[str | None]] = field(default_factory=set)  # auto titles
 
     def __post_init__(self) -> None:
         if hasattr(self.event_log, "on_stop"):
@@ -189,7 +196,7 @@ class ChatService:
 
     # --- starting ------------------------------------------------------------------------
 
-    async def astart(self, user_id: int, request: ChatRequest) -> PreparedChat:
+    async def astart(self, user_id: int, *, request: ChatRequest) -> PreparedChat:
         """Store the question, open the answer's event log and launch the generation.
 
         Raises a ChatError (with its HTTP status) for anything refused before streaming.
@@ -224,7 +231,10 @@ class ChatService:
             await self.rate_limit.ahit(user_id)
             provider = self.provider_factory()
             prepared = await persistence.aprepare_chat(
-                user_id, request, provider.model_for, producer=self.liveness.producer
+                user_id,
+                request=request,
+                model_for=provider.model_for,
+                producer=self.liveness.producer,
             )
             message_id = prepared.assistant_message_id
             if not self.accepting:
@@ -265,7 +275,7 @@ class ChatService:
 
     # --- reading -------------------------------------------------------------------------
 
-    def afollow(self, message_id: str, after_id: int = 0) -> AsyncIterator[ChatEvent | Ping]:
+    def afollow(self, message_id: str, *, after_id: int = 0) -> AsyncIterator[ChatEvent | Ping]:
         """Events after `after_id` until the final one, with a ping whenever the log is
         quiet for `heartbeat` seconds (also while waiting for a slow first token)."""
         return aended_by_a_final_event(self._follow(message_id, after_id))
@@ -284,20 +294,22 @@ class ChatService:
                     return
 
     async def aresume(
-        self, user_id: int, message_id: str, after_id: int = 0
+        self, user_id: int, *, message_id: str, after_id: int = 0
     ) -> AsyncIterator[ChatEvent | Ping]:
         """Owner only (NotFound otherwise). From the live log while it has the message,
         else from the database. At most `max_readers` at once per user (429 beyond)."""
         if self.max_readers > 0 and self._readers[user_id] >= self.max_readers:
             raise RateLimited("同時に開いている読み込みが多すぎます。", retry_after=5)
-        snapshot = await persistence.aget_owned_assistant_message(user_id, message_id)
+        snapshot = await persistence.aget_owned_assistant_message(user_id, message_id=message_id)
         if await self.event_log.ahas(snapshot.id):
             # An id from a database replay (another process answered before) says nothing
             # about this log: replay it all; its `start` resets the client's text.
-            events = self.afollow(snapshot.id, 0 if after_id >= REPLAY_ID_BASE else after_id)
+            events = self.afollow(
+                snapshot.id, after_id=0 if after_id >= REPLAY_ID_BASE else after_id
+            )
         else:
             events = aended_by_a_final_event(self._replay_stored(snapshot, after_id))
-        return CountedReader(events, self._readers, user_id)
+        return CountedReader(events, counter=self._readers, user_id=user_id)
 
     async def _replay_stored(
         self, snapshot: MessageSnapshot, after_id: int
@@ -308,7 +320,7 @@ class ChatService:
         # from the ids of a live log (which count from 1 in the generating process).
         next_id = max(after_id, REPLAY_ID_BASE) + 1
 
-        def event(data: dict) -> ChatEvent:
+        def event(data: dict[str, Any]) -> ChatEvent:
             nonlocal next_id
             next_id += 1
             return ChatEvent(id=next_id - 1, data=data)
@@ -338,9 +350,9 @@ class ChatService:
 
     # --- stopping ------------------------------------------------------------------------
 
-    async def astop(self, user_id: int, message_id: str) -> MessageSnapshot:
+    async def astop(self, user_id: int, *, message_id: str) -> MessageSnapshot:
         """Owner only. Cancels the generation if this process runs it; idempotent."""
-        snapshot = await persistence.aget_owned_assistant_message(user_id, message_id)
+        snapshot = await persistence.aget_owned_assistant_message(user_id, message_id=message_id)
         generation = self.generations.get(snapshot.id)
         if generation is not None and generation.task is not None:
             generation.cancel("stopped")
@@ -378,14 +390,14 @@ class ChatService:
             ending = await self._relay_tokens(message_id, provider, prepared, parts)
         except ProviderError as exc:
             metrics.UPSTREAM_ERRORS.labels(exc.code).inc()
-            ending = Ending.failed(exc.code, exc.message)
+            ending = Ending.failed(exc.code, message=exc.message)
         except StoppedElsewhere:
             ending = Ending.cancelled("stopped")
         except asyncio.CancelledError:
             ending = Ending.cancelled(generation.cancel_reason)
         except Exception:
             logger.exception("generation failed message=%s", message_id)
-            ending = Ending.failed("internal_error", INTERNAL_ERROR_MESSAGE)
+            ending = Ending.failed("internal_error", message=INTERNAL_ERROR_MESSAGE)
         # The final write and event must land even if another cancel arrives meanwhile.
         finalize = asyncio.ensure_future(self._finalize(message_id, "".join(parts), ending))
         try:
@@ -444,20 +456,20 @@ class ChatService:
             # Partial text is saved seconds apart, never per token.
             now = loop.time()
             if now - last_save >= self.save_interval and text_len != saved_chars:
-                if not await persistence.asave_partial(message_id, "".join(parts)):
+                if not await persistence.asave_partial(message_id, content="".join(parts)):
                     raise StoppedElsewhere()
                 saved_chars, last_save = text_len, now
         if tail := normalizer.flush():  # a high surrogate that nothing completed
             parts.append(tail)
             await self.event_log.aappend(message_id, content_data(tail))
-        return Ending.complete(finish_reason, usage)
+        return Ending.complete(finish_reason, usage=usage)
 
     def _stopped_elsewhere(self, message_id: str) -> None:
         generation = self.generations.get(message_id)
         if generation is not None:
             generation.cancel("stopped")
 
-    def _finalize_if_never_ran(self, generation: Generation, task: asyncio.Task) -> None:
+    def _finalize_if_never_ran(self, generation: Generation, task: asyncio.Task[None]) -> None:
         """A task cancelled before its first step never enters _generate's handlers: end
         its message here, so that no reader waits forever and no slot stays taken."""
         if task.cancelled():
@@ -483,7 +495,9 @@ class ChatService:
             # its own. The client still gets its final event either way.
             logger.exception("could not store the final state of message=%s", message_id)
             try:
-                await persistence.astore_text(message_id, text, ending.status, ending.error_code)
+                await persistence.astore_text(
+                    message_id, content=text, status=ending.status, error_code=ending.error_code
+                )
             except Exception:
                 logger.exception("could not store the text of message=%s", message_id)
         finally:
@@ -558,7 +572,7 @@ class CountedReader:
     closed (a server closes it when the client goes away)."""
 
     def __init__(
-        self, events: AsyncIterator[ChatEvent | Ping], counter: Counter, user_id: int
+        self, events: AsyncIterator[ChatEvent | Ping], *, counter: Counter[int], user_id: int
     ) -> None:
         self._events = events
         self._counter = counter
@@ -609,15 +623,15 @@ async def aended_by_a_final_event(
         yield ChatEvent(id=last_id + 1, data=error_data("internal_error", INTERNAL_ERROR_MESSAGE))
 
 
-async def aend_orphaned_message(message_id: str, logged_text: str) -> dict:
+async def aend_orphaned_message(message_id: str, logged_text: str) -> dict[str, Any]:
     """A message whose producer died (found by a reader of the shared log): its stored text
     becomes the logged text, its status `interrupted`; returns the final event."""
-    ending = await persistence.ainterrupt_orphan(message_id, logged_text)
+    ending = await persistence.ainterrupt_orphan(message_id, logged_text=logged_text)
     if ending is None:
         return error_data("not_found", NotFound.default_message, message_id)
     return final_data_for(ending.snapshot)  # counted in metrics by ainterrupt_orphan, once
 
 
-def final_data_for(snapshot: MessageSnapshot) -> dict:
+def final_data_for(snapshot: MessageSnapshot) -> dict[str, Any]:
     """The closing event for a message that is no longer streaming."""
     return Ending.stored(snapshot).final_data(snapshot.id)

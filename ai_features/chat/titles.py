@@ -42,7 +42,7 @@ async def agenerate_title(provider: ChatProvider, prepared: PreparedChat) -> str
             title = clean_title(
                 await provider.acomplete(messages, model=prepared.model, max_tokens=24)
             )
-            if title and await persistence.aset_auto_title(prepared.conversation_id, title):
+            if title and await persistence.aset_auto_title(prepared.conversation_id, title=title):
                 return title
     except (ProviderError, TimeoutError) as exc:
         logger.info("no automatic title: %s", getattr(exc, "code", "timeout"))

@@ -91,7 +91,7 @@ async def astream_chat(request: Request) -> Response:
             return Response(status_code=400)  # never sent: the connection is closed
         chat_request = parse_chat_request(body)
         service = chat_service(request)
-        prepared = await service.astart(user.pk, chat_request)
+        prepared = await service.astart(user.pk, request=chat_request)
     except ChatError as error:
         return error_response(error)
     except Exception:  # a database outage or a bug: logged, shown only as internal_error
@@ -107,7 +107,9 @@ async def aresume_chat(request: Request, message_id: str) -> Response:
             request.headers.get("last-event-id"), request.query_params.get("last_event_id")
         )
         user = await aauthenticate_stream(request.scope, allow_query_token=True)
-        events = await chat_service(request).aresume(user.pk, message_id, after_id)
+        events = await chat_service(request).aresume(
+            user.pk, message_id=message_id, after_id=after_id
+        )
     except ChatError as error:
         return error_response(error)
     except Exception:  # a database outage or a bug: logged, shown only as internal_error
@@ -120,7 +122,7 @@ async def aresume_chat(request: Request, message_id: str) -> Response:
 async def astop_chat(request: Request, message_id: str) -> Response:
     try:
         user = await aauthenticate_stream(request.scope)
-        snapshot = await chat_service(request).astop(user.pk, message_id)
+        snapshot = await chat_service(request).astop(user.pk, message_id=message_id)
     except ChatError as error:
         return JSONResponse(error.event_data(), status_code=error.status)
     except Exception:

@@ -86,7 +86,7 @@ def stream_chat(request: HttpRequest) -> HttpResponse:
         _require_user(request)
         chat_request = parse_chat_request(body)
         service = core_loop.service
-        prepared = core_loop.run(service.astart(request.user.pk, chat_request))
+        prepared = core_loop.run(service.astart(request.user.pk, request=chat_request))
     except ChatError as error:
         return error_response(error)
     except Exception:  # a database outage or a bug: logged, shown only as internal_error
@@ -102,7 +102,9 @@ def resume_chat(request: HttpRequest, message_id: str) -> HttpResponse:
             request.META.get("HTTP_LAST_EVENT_ID"), request.GET.get("last_event_id")
         )
         _require_user(request)
-        events = core_loop.run(core_loop.service.aresume(request.user.pk, message_id, after_id))
+        events = core_loop.run(
+            core_loop.service.aresume(request.user.pk, message_id=message_id, after_id=after_id)
+        )
     except ChatError as error:
         return error_response(error)
     except Exception:  # a database outage or a bug: logged, shown only as internal_error
@@ -115,7 +117,7 @@ def resume_chat(request: HttpRequest, message_id: str) -> HttpResponse:
 def stop_chat(request: HttpRequest, message_id: str) -> HttpResponse:
     try:
         _require_user(request)
-        snapshot = core_loop.run(core_loop.service.astop(request.user.pk, message_id))
+        snapshot = core_loop.run(core_loop.service.astop(request.user.pk, message_id=message_id))
     except ChatError as error:
         return JsonResponse(error.event_data(), status=error.status)
     except Exception:

@@ -301,7 +301,7 @@ def test_concurrent_followers_resume_without_loss_or_duplicates(
             last_id = 0
             while not (received and received[-1].is_final):
                 budget = plan.pop(0) if plan else 10_000
-                events = service.afollow(MID, last_id)
+                events = service.afollow(MID, after_id=last_id)
                 try:
                     async for item in events:
                         if item is PING:

@@ -44,7 +44,7 @@ def model_for(requested: str | None) -> str:
 
 def prepare(user: Any, message: str = "Hello?", **fields: Any) -> persistence.PreparedChat:
     request = ChatRequest(message=message, **fields)
-    return call(persistence.aprepare_chat, user.pk, request, model_for)
+    return call(persistence.aprepare_chat, user.pk, request=request, model_for=model_for)
 
 
 def streaming_answer(user: Any, content: str = "") -> Message:
@@ -202,12 +202,12 @@ def test_save_partial_only_writes_while_streaming(alice: Any) -> None:
     """A partial save lands while `streaming` and is refused (False) once stopped."""
     answer = streaming_answer(alice)
 
-    assert call(persistence.asave_partial, str(answer.pk), "The whole") is True
+    assert call(persistence.asave_partial, str(answer.pk), content="The whole") is True
     answer.refresh_from_db()
     assert (answer.content, answer.status) == ("The whole", "streaming")
 
     assert call(persistence.amark_stopped, str(answer.pk)) is True
-    assert call(persistence.asave_partial, str(answer.pk), "The whole answer") is False
+    assert call(persistence.asave_partial, str(answer.pk), content="The whole answer") is False
     answer.refresh_from_db()
     assert (answer.content, answer.status, answer.finish_reason) == (
         "The whole",
@@ -271,7 +271,7 @@ def complete_with_finish_message(message_id: str) -> None:
 
 
 def complete_with_store_text(message_id: str) -> None:
-    call(persistence.astore_text, message_id, FULL_TEXT, "complete")
+    call(persistence.astore_text, message_id, content=FULL_TEXT, status="complete")
 
 
 @pytest.mark.postgres_only
@@ -384,7 +384,13 @@ def test_store_text_keeps_the_text_and_drops_the_models_metadata(alice: Any) -> 
         finish_reason="length", prompt_tokens=3, completion_tokens=4
     )
 
-    call(persistence.astore_text, str(answer.pk), FULL_TEXT, "error", "internal_error")
+    call(
+        persistence.astore_text,
+        str(answer.pk),
+        content=FULL_TEXT,
+        status="error",
+        error_code="internal_error",
+    )
 
     answer.refresh_from_db()
     assert (answer.content, answer.status, answer.error_code, answer.finish_reason) == (
@@ -401,7 +407,7 @@ def test_store_text_of_a_completed_answer_keeps_a_confirmed_stop(alice: Any) -> 
     `stopped`; without a stop it stores `complete`."""
     stopped = streaming_answer(alice, "The")
     call(persistence.amark_stopped, str(stopped.pk))
-    call(persistence.astore_text, str(stopped.pk), FULL_TEXT, "complete")
+    call(persistence.astore_text, str(stopped.pk), content=FULL_TEXT, status="complete")
     stopped.refresh_from_db()
     assert (stopped.status, stopped.finish_reason, stopped.content) == (
         "stopped",
@@ -410,7 +416,7 @@ def test_store_text_of_a_completed_answer_keeps_a_confirmed_stop(alice: Any) -> 
     )
 
     running = streaming_answer(alice, "The")
-    call(persistence.astore_text, str(running.pk), FULL_TEXT, "complete")
+    call(persistence.astore_text, str(running.pk), content=FULL_TEXT, status="complete")
     running.refresh_from_db()
     assert (running.status, running.content, running.error_code) == ("complete", FULL_TEXT, "")
 
@@ -485,7 +491,7 @@ def test_an_orphan_takes_the_logged_text_when_it_is_ahead(alice: Any) -> None:
     """The event log's text (at least as long as the stored text) replaces it."""
     answer = streaming_answer(alice, "The whole")
 
-    ending = call(persistence.ainterrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.ainterrupt_orphan, str(answer.pk), logged_text=FULL_TEXT)
     snapshot = ending.snapshot
 
     answer.refresh_from_db()
@@ -507,7 +513,7 @@ def test_an_orphan_never_loses_stored_text_longer_than_the_log(alice: Any) -> No
     """A shorter logged text is ignored: the stored text stays, the answer ends."""
     answer = streaming_answer(alice, FULL_TEXT)
 
-    ending = call(persistence.ainterrupt_orphan, str(answer.pk), "The")
+    ending = call(persistence.ainterrupt_orphan, str(answer.pk), logged_text="The")
     snapshot = ending.snapshot
 
     answer.refresh_from_db()
@@ -525,7 +531,7 @@ def test_an_answer_expired_by_the_sweep_still_gets_the_logged_text(alice: Any) -
     answer = streaming_answer(alice, "The")
     Message.objects.filter(pk=answer.pk).update(status="interrupted", error_code="x")
 
-    ending = call(persistence.ainterrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.ainterrupt_orphan, str(answer.pk), logged_text=FULL_TEXT)
 
     answer.refresh_from_db()
     assert not ending.ended_here  # the sweep ended it (and counted it)
@@ -542,7 +548,7 @@ def test_an_answer_that_ended_keeps_its_state(alice: Any, status: str) -> None:
     answer = streaming_answer(alice, "The")
     Message.objects.filter(pk=answer.pk).update(status=status, finish_reason="r")
 
-    ending = call(persistence.ainterrupt_orphan, str(answer.pk), FULL_TEXT)
+    ending = call(persistence.ainterrupt_orphan, str(answer.pk), logged_text=FULL_TEXT)
     snapshot = ending.snapshot
 
     answer.refresh_from_db()
@@ -556,7 +562,7 @@ def test_an_orphan_that_was_deleted_is_none(alice: Any) -> None:
     message_id = str(streaming_answer(alice).pk)
     Message.objects.filter(pk=message_id).delete()
 
-    assert call(persistence.ainterrupt_orphan, message_id, FULL_TEXT) is None
+    assert call(persistence.ainterrupt_orphan, message_id, logged_text=FULL_TEXT) is None
 
 
 # --- reading an answer --------------------------------------------------------------------------
@@ -575,11 +581,15 @@ def test_the_owner_reads_an_answer_with_its_question_and_usage(alice: Any) -> No
     )
     second = prepare(alice, "two")
 
-    done = call(persistence.aget_owned_assistant_message, alice.pk, first.assistant_message_id)
+    done = call(
+        persistence.aget_owned_assistant_message, alice.pk, message_id=first.assistant_message_id
+    )
     assert (done.content, done.status, done.finish_reason) == ("answer", "complete", "stop")
     assert done.usage == {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}
     assert (done.user_message_id, done.parent_id) == (first.user_message_id, None)
-    live = call(persistence.aget_owned_assistant_message, alice.pk, second.assistant_message_id)
+    live = call(
+        persistence.aget_owned_assistant_message, alice.pk, message_id=second.assistant_message_id
+    )
     assert (live.status, live.usage, live.model) == ("streaming", None, "answering:default")
     assert (live.user_message_id, live.parent_id) == (
         second.user_message_id,
@@ -599,8 +609,10 @@ def test_reading_someone_elses_or_a_question_is_not_found(alice: Any, bob: Any) 
         (alice, "00000000-0000-4000-8000-000000000000"),
     ):
         with pytest.raises(NotFound):
-            call(persistence.aget_owned_assistant_message, user.pk, message_id)
-    own = call(persistence.aget_owned_assistant_message, bob.pk, bobs.assistant_message_id)
+            call(persistence.aget_owned_assistant_message, user.pk, message_id=message_id)
+    own = call(
+        persistence.aget_owned_assistant_message, bob.pk, message_id=bobs.assistant_message_id
+    )
     assert own.conversation_id == bobs.conversation_id
 
 
@@ -610,7 +622,7 @@ def test_reading_an_answer_whose_producer_died_ends_it(alice: Any, settings: Any
     answer = streaming_answer(alice, "partial")
     age(answer, updated=120)
 
-    snapshot = call(persistence.aget_owned_assistant_message, alice.pk, str(answer.pk))
+    snapshot = call(persistence.aget_owned_assistant_message, alice.pk, message_id=str(answer.pk))
 
     assert (snapshot.status, snapshot.content) == ("interrupted", "partial")
     answer.refresh_from_db()

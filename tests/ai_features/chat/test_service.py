@@ -8,6 +8,7 @@ Every test checks both what a reader of the stream got and what was stored.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -151,7 +152,7 @@ async def collect(
 ) -> list[Any]:
     items: list[ChatEvent | Ping] = []
     async with asyncio.timeout(15):
-        async for item in service.afollow(message_id, after_id):
+        async for item in service.afollow(message_id, after_id=after_id):
             if keep_pings or isinstance(item, ChatEvent):
                 items.append(item)
     return items
@@ -169,7 +170,7 @@ async def drain(events: AsyncIterator[ChatEvent | Ping]) -> list[ChatEvent]:
 async def chat(
     service: ChatService, user: AbstractBaseUser, message: str, **request: Any
 ) -> tuple[persistence.PreparedChat, list[ChatEvent]]:
-    prepared = await service.astart(user.pk, ChatRequest(message=message, **request))
+    prepared = await service.astart(user.pk, request=ChatRequest(message=message, **request))
     return prepared, await collect(service, prepared.assistant_message_id)
 
 
@@ -302,7 +303,7 @@ async def test_answer_is_streaming_while_generated_then_complete(alice: Abstract
     gate = Gate()
     provider = ScriptedProvider([Delta(text="half "), gate, *words("done")])
     service = make_service(provider, save_interval=0)
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
 
     await asyncio.wait_for(gate.reached.wait(), 10)
@@ -465,7 +466,9 @@ async def test_conversation_of_another_user_is_not_found_and_nothing_is_stored(
     calls_before = len(provider.calls)
 
     with pytest.raises(NotFound) as caught:
-        await service.astart(alice.pk, ChatRequest(message="let me in", conversation_id=target))
+        await service.astart(
+            alice.pk, request=ChatRequest(message="let me in", conversation_id=target)
+        )
 
     assert caught.value.status == 404 and caught.value.code == "not_found"
     assert len(provider.calls) == calls_before
@@ -567,12 +570,14 @@ async def test_odd_finish_reason_and_usage_are_validated_and_the_text_stored(
 
 async def test_a_refused_final_write_still_stores_the_text(alice: AbstractBaseUser) -> None:
     service = make_service(ScriptedProvider())
-    prepared = await persistence.aprepare_chat(alice.pk, ChatRequest(message="hi"), lambda _: MODEL)
+    prepared = await persistence.aprepare_chat(
+        alice.pk, request=ChatRequest(message="hi"), model_for=lambda _: MODEL
+    )
     mid = prepared.assistant_message_id
     await service.event_log.aopen(mid)
     # Metadata the database refuses (a negative count breaks the column's CHECK) that got
     # past validation, e.g. a future bug: the answer's text must survive it.
-    ending = Ending.complete("stop", {"prompt_tokens": -1, "completion_tokens": 1})
+    ending = Ending.complete("stop", usage={"prompt_tokens": -1, "completion_tokens": 1})
     await service._finalize(mid, "the whole answer", ending)
 
     answer = await stored(mid)
@@ -634,7 +639,7 @@ async def test_a_started_answer_names_its_producer_with_a_heartbeat(
     from the first moment of the generation."""
     gate = Gate()
     service = make_service(ScriptedProvider([Delta(text="a"), gate, Delta(text="b")]))
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     await asyncio.wait_for(gate.reached.wait(), 10)
 
     row = await stored(prepared.assistant_message_id)
@@ -651,9 +656,9 @@ async def test_partial_text_is_saved_while_streaming_but_not_per_token(
     saves: list[str] = []
     real_save_partial = persistence.asave_partial
 
-    async def counting_save_partial(message_id: str, content: str) -> bool:
+    async def counting_save_partial(message_id: str, *, content: str) -> bool:
         saves.append(content)
-        return await real_save_partial(message_id, content)
+        return await real_save_partial(message_id, content=content)
 
     monkeypatch.setattr(persistence, "asave_partial", counting_save_partial)
     mid_stream: dict[str, str] = {}
@@ -676,7 +681,7 @@ async def test_partial_text_is_saved_while_streaming_but_not_per_token(
     provider = ScriptedProvider(steps)
     service = make_service(provider, save_interval=0.05)
 
-    prepared = await service.astart(alice.pk, ChatRequest(message="a long answer"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="a long answer"))
     message_id["id"] = prepared.assistant_message_id
     events = await collect(service, prepared.assistant_message_id)
 
@@ -700,11 +705,11 @@ async def test_stop_ends_with_done_stopped_and_keeps_the_text(alice: AbstractBas
     gate = Gate()
     provider = ScriptedProvider([Delta(text="one "), Delta(text="two "), gate, *words("never")])
     service = make_service(provider)
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
     await asyncio.wait_for(gate.reached.wait(), 10)
 
-    snapshot = await service.astop(alice.pk, mid)
+    snapshot = await service.astop(alice.pk, message_id=mid)
 
     assert (snapshot.status, snapshot.content, snapshot.finish_reason) == (
         "stopped",
@@ -731,7 +736,7 @@ async def test_stop_ends_with_done_stopped_and_keeps_the_text(alice: AbstractBas
     assert provider.closed == 1  # the provider's stream was closed, not left running
     assert service.generations == {}
     # Stopping again is harmless and changes nothing.
-    again = await service.astop(alice.pk, mid)
+    again = await service.astop(alice.pk, message_id=mid)
     assert again.status == "stopped"
     assert (await stored(mid)).content == "one two "
 
@@ -745,11 +750,11 @@ async def test_stop_reaches_a_generation_running_in_another_process(
     provider = ScriptedProvider([Delta(text="one "), gate, Delta(text="two "), *words("never")])
     generating = make_service(provider, save_interval=0.0)
     elsewhere = make_service(ScriptedProvider())
-    prepared = await generating.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await generating.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
     await asyncio.wait_for(gate.reached.wait(), 10)
 
-    snapshot = await elsewhere.astop(alice.pk, mid)
+    snapshot = await elsewhere.astop(alice.pk, message_id=mid)
     assert snapshot.status == "stopped"
     gate.release()
 
@@ -768,12 +773,12 @@ async def test_stop_by_another_user_is_not_found_and_changes_nothing(
 ) -> None:
     gate = Gate()
     service = make_service(ScriptedProvider([Delta(text="a"), gate, *words("b")]))
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
     await asyncio.wait_for(gate.reached.wait(), 10)
 
     with pytest.raises(NotFound):
-        await service.astop(bob.pk, mid)
+        await service.astop(bob.pk, message_id=mid)
 
     gate.release()
     events = await collect(service, mid)
@@ -787,7 +792,7 @@ async def test_shutdown_interrupts_what_outlives_the_grace_period(
     gate = Gate()
     provider = ScriptedProvider([Delta(text="partial"), gate, *words("never")])
     service = make_service(provider, shutdown_grace=0.2)
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
     await asyncio.wait_for(gate.reached.wait(), 10)
 
@@ -809,7 +814,7 @@ async def test_shutdown_interrupts_what_outlives_the_grace_period(
     )
     # New streams are refused, and nothing of them is stored.
     with pytest.raises(ServerRestarting) as caught:
-        await service.astart(alice.pk, ChatRequest(message="too late"))
+        await service.astart(alice.pk, request=ChatRequest(message="too late"))
     assert caught.value.status == 503
     assert len(await rows(alice)) == 2
 
@@ -823,7 +828,7 @@ async def test_shutdown_lets_answers_finish_within_the_grace_period(
     service = make_service(
         ScriptedProvider([Delta(text="slow "), think, *words("but complete")]), shutdown_grace=30
     )
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
 
     await asyncio.wait_for(service.ashutdown(), 15)
 
@@ -845,7 +850,7 @@ async def test_concurrent_streams_per_user_are_capped(
 
     # All at once: the slots are reserved before the first await, so only two get one.
     results = await asyncio.gather(
-        *(service.astart(alice.pk, ChatRequest(message=f"m{i}")) for i in range(4)),
+        *(service.astart(alice.pk, request=ChatRequest(message=f"m{i}")) for i in range(4)),
         return_exceptions=True,
     )
 
@@ -857,10 +862,10 @@ async def test_concurrent_streams_per_user_are_capped(
         assert isinstance(error.retry_after, int) and error.retry_after > 0
     assert [r[0] for r in await rows(alice)].count("user") == 2
     # Per user: bob is not affected.
-    bobs = await service.astart(bob.pk, ChatRequest(message="bob"))
+    bobs = await service.astart(bob.pk, request=ChatRequest(message="bob"))
     # A finished (here: stopped) stream frees its slot.
-    await service.astop(alice.pk, started[0].assistant_message_id)
-    again = await service.astart(alice.pk, ChatRequest(message="again"))
+    await service.astop(alice.pk, message_id=started[0].assistant_message_id)
+    again = await service.astart(alice.pk, request=ChatRequest(message="again"))
 
     gate.release()
     for prepared in (started[1], bobs, again):
@@ -876,7 +881,7 @@ async def test_rate_limit_per_minute_refuses_with_retry_after(
     await chat(service, alice, "two")
 
     with pytest.raises(RateLimited) as caught:
-        await service.astart(alice.pk, ChatRequest(message="three"))
+        await service.astart(alice.pk, request=ChatRequest(message="three"))
 
     assert caught.value.status == 429
     assert caught.value.retry_after is not None and 1 <= caught.value.retry_after <= 60
@@ -894,7 +899,7 @@ async def test_follow_sends_pings_while_the_log_is_quiet(alice: AbstractBaseUser
         await asyncio.sleep(0.5)
 
     service = make_service(ScriptedProvider([slow_first_token, *words("finally")]), heartbeat=0.05)
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
 
     items = await collect(service, prepared.assistant_message_id, keep_pings=True)
 
@@ -913,17 +918,18 @@ async def test_resume_from_the_log_gives_exactly_the_rest(alice: AbstractBaseUse
     assert len(full) == 6
 
     for k in range(len(full)):
-        rest = await drain(await service.aresume(alice.pk, mid, k))
+        rest = await drain(await service.aresume(alice.pk, message_id=mid, after_id=k))
         assert_coalesced_from(rest, full, after=k)
     # A reader that saw everything still gets the final event (and nothing else).
-    assert await drain(await service.aresume(alice.pk, mid, len(full))) == [full[-1]]
+    after_the_end = await service.aresume(alice.pk, message_id=mid, after_id=len(full))
+    assert await drain(after_the_end) == [full[-1]]
 
 
 async def test_resume_while_live_after_a_disconnect(alice: AbstractBaseUser) -> None:
     gate = Gate()
     provider = ScriptedProvider([Delta(text="a"), Delta(text="b"), gate, *words("c", "d")])
     service = make_service(provider)
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
 
     first_part: list[ChatEvent] = []
@@ -935,7 +941,7 @@ async def test_resume_while_live_after_a_disconnect(alice: AbstractBaseUser) -> 
             break
     await reader.aclose()  # the client went away; the generation must go on
     gate.release()
-    rest = await drain(await service.aresume(alice.pk, mid, first_part[-1].id))
+    rest = await drain(await service.aresume(alice.pk, message_id=mid, after_id=first_part[-1].id))
 
     events = first_part + rest
     assert_coalesced_from(events, logged(service, mid))
@@ -951,9 +957,10 @@ async def test_resume_of_another_users_message_is_not_found(
     prepared, _ = await chat(service, alice, "go")
 
     with pytest.raises(NotFound):
-        await service.aresume(bob.pk, prepared.assistant_message_id, 0)
+        await service.aresume(bob.pk, message_id=prepared.assistant_message_id, after_id=0)
     with pytest.raises(NotFound):
-        await service.aresume(alice.pk, prepared.user_message_id, 0)  # not an answer
+        # Not an answer:
+        await service.aresume(alice.pk, message_id=prepared.user_message_id, after_id=0)
 
 
 async def test_resume_of_a_finished_message_from_the_database(alice: AbstractBaseUser) -> None:
@@ -963,7 +970,7 @@ async def test_resume_of_a_finished_message_from_the_database(alice: AbstractBas
     # Another process (or a restart): its log has never seen this message.
     second_process = make_service(ScriptedProvider())
 
-    events = await drain(await second_process.aresume(alice.pk, mid, 0))
+    events = await drain(await second_process.aresume(alice.pk, message_id=mid, after_id=0))
 
     base = REPLAY_ID_BASE  # replay ids have their own range (see ChatService.resume)
     assert [(e.id, e.type) for e in events] == [
@@ -976,7 +983,7 @@ async def test_resume_of_a_finished_message_from_the_database(alice: AbstractBas
     assert events[1].data["content"] == "Hello, world" == text_of(live)
     assert events[2].data == live[-1].data
     # After a replay id the ids go on from it; `start` tells the client to reset.
-    later = await drain(await second_process.aresume(alice.pk, mid, base + 7))
+    later = await drain(await second_process.aresume(alice.pk, message_id=mid, after_id=base + 7))
     assert [(e.id, e.type) for e in later] == [
         (base + 8, "start"),
         (base + 9, "content"),
@@ -1002,17 +1009,19 @@ async def test_resume_from_the_database_ends_as_the_message_ended(
     gate = Gate()
     steps = script if isinstance(script, list) else [Delta(text="half"), gate]
     first_process = make_service(ScriptedProvider(steps), shutdown_grace=0)
-    prepared = await first_process.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await first_process.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
     if script == "stop":
         await asyncio.wait_for(gate.reached.wait(), 10)
-        await first_process.astop(alice.pk, mid)
+        await first_process.astop(alice.pk, message_id=mid)
     elif script == "shutdown":
         await asyncio.wait_for(gate.reached.wait(), 10)
         await first_process.ashutdown()
     await collect(first_process, mid)
 
-    events = await drain(await make_service(ScriptedProvider()).aresume(alice.pk, mid, 0))
+    events = await drain(
+        await make_service(ScriptedProvider()).aresume(alice.pk, message_id=mid, after_id=0)
+    )
 
     assert [e.type for e in events] == ["start", "content", final["type"]]
     assert events[1].data["content"] == "half"
@@ -1028,12 +1037,12 @@ async def test_resume_from_the_database_follows_an_answer_another_process_writes
         ScriptedProvider([Delta(text="abc"), Delta(text=""), gate, *words("def")]),
         save_interval=0,
     )
-    prepared = await writer.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await writer.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
     await asyncio.wait_for(gate.reached.wait(), 10)
     reader_process = make_service(ScriptedProvider(), save_interval=0.02, heartbeat=30)
 
-    events = await reader_process.aresume(alice.pk, mid, 0)
+    events = await reader_process.aresume(alice.pk, message_id=mid, after_id=0)
     got: list[ChatEvent] = []
     async with asyncio.timeout(15):
         async for item in events:
@@ -1058,7 +1067,7 @@ async def test_resume_from_the_database_follows_an_answer_another_process_writes
 async def test_a_generation_cancelled_before_it_ran_still_ends(alice: AbstractBaseUser) -> None:
     provider = ScriptedProvider(words("never", "sent"))
     service = make_service(provider)
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
     # No await in between: the task has not taken its first step yet.
     service.generations[mid].cancel("stopped")
@@ -1086,7 +1095,7 @@ async def test_a_start_that_meets_a_shutdown_is_refused_and_ends_its_answer(
     monkeypatch.setattr(persistence, "aprepare_chat", prepare_then_shutdown)
 
     with pytest.raises(ServerRestarting):
-        await service.astart(alice.pk, ChatRequest(message="go"))
+        await service.astart(alice.pk, request=ChatRequest(message="go"))
 
     assert service.generations == {}
     assert [(role, status) for role, _content, status in await rows(alice)] == [
@@ -1099,12 +1108,12 @@ async def test_a_start_that_meets_a_shutdown_is_refused_and_ends_its_answer(
 async def test_a_replay_id_resumes_a_live_log_from_its_start(alice: AbstractBaseUser) -> None:
     gate = Gate()
     service = make_service(ScriptedProvider([Delta(text="one "), gate, *words("two")]))
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
     await asyncio.wait_for(gate.reached.wait(), 10)
 
     # The client's last id came from another process's database replay.
-    events = await service.aresume(alice.pk, mid, REPLAY_ID_BASE + 2)
+    events = await service.aresume(alice.pk, message_id=mid, after_id=REPLAY_ID_BASE + 2)
     gate.release()
     got = await drain(events)
 
@@ -1222,25 +1231,26 @@ async def test_resume_readers_per_user_are_capped_and_freed(
 ) -> None:
     gate = Gate()
     service = make_service(ScriptedProvider([Delta(text="a"), gate, *words("b")]), max_readers=2)
-    prepared = await service.astart(alice.pk, ChatRequest(message="go"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
     mid = prepared.assistant_message_id
 
-    first = await service.aresume(alice.pk, mid, 0)
-    second = await service.aresume(alice.pk, mid, 0)
+    first = await service.aresume(alice.pk, message_id=mid, after_id=0)
+    second = await service.aresume(alice.pk, message_id=mid, after_id=0)
     with pytest.raises(RateLimited) as refused:
-        await service.aresume(alice.pk, mid, 0)
+        await service.aresume(alice.pk, message_id=mid, after_id=0)
     assert refused.value.status == 429 and refused.value.retry_after
     # Per user: bob's own answer can still be read.
-    bobs = await service.astart(bob.pk, ChatRequest(message="bob"))
-    bobs_reader = await service.aresume(bob.pk, bobs.assistant_message_id, 0)
+    bobs = await service.astart(bob.pk, request=ChatRequest(message="bob"))
+    bobs_reader = await service.aresume(bob.pk, message_id=bobs.assistant_message_id, after_id=0)
 
     await first.aclose()  # a client went away: its slot is free
-    third = await service.aresume(alice.pk, mid, 0)
+    third = await service.aresume(alice.pk, message_id=mid, after_id=0)
     gate.release()
     for reader in (second, third, bobs_reader):
         assert text_of(await drain(reader)) == "ab"
     # Readers that ran to the end freed theirs too.
-    assert len([await drain(await service.aresume(alice.pk, mid, 0)) for _ in range(3)]) == 3
+    resume = functools.partial(service.aresume, alice.pk, message_id=mid, after_id=0)
+    assert len([await drain(await resume()) for _ in range(3)]) == 3
 
 
 async def test_a_full_event_log_refuses_new_streams_before_storing(
@@ -1250,33 +1260,33 @@ async def test_a_full_event_log_refuses_new_streams_before_storing(
     log = MemoryEventLog(max_bytes=4 * eventlog.EVENT_OVERHEAD_BYTES)
     provider = ScriptedProvider([*(Delta(text="x") for _ in range(5)), gate, *words("y")])
     service = make_service(provider, event_log=log)
-    first = await service.astart(alice.pk, ChatRequest(message="long"))
+    first = await service.astart(alice.pk, request=ChatRequest(message="long"))
     await asyncio.sleep(0.05)  # the live answer fills the budget
     stored_before = await rows(alice)
 
     with pytest.raises(ServerBusy) as refused:
-        await service.astart(alice.pk, ChatRequest(message="one more"))
+        await service.astart(alice.pk, request=ChatRequest(message="one more"))
     assert refused.value.status == 503 and refused.value.code == "server_busy"
     assert await rows(alice) == stored_before
 
     gate.release()
     assert text_of(await collect(service, first.assistant_message_id)) == "xxxxxy"
     # Finished answers make room (compacted, then dropped if need be).
-    again = await service.astart(alice.pk, ChatRequest(message="again"))
+    again = await service.astart(alice.pk, request=ChatRequest(message="again"))
     assert (await collect(service, again.assistant_message_id))[-1].type == "done"
 
 
 @pytest.mark.parametrize(
     ("ending", "final"),
     [
-        (Ending.complete("length", None), done_data("m", "length", None)),
+        (Ending.complete("length", usage=None), done_data("m", "length", None)),
         (Ending.cancelled("stopped"), done_data("m", "stopped", None)),
         (
             Ending.cancelled("shutdown"),
             {"type": "error", "content": RESTARTING_MESSAGE, "code": "server_restarting"},
         ),
         (
-            Ending.failed("internal_error", INTERNAL_ERROR_MESSAGE),
+            Ending.failed("internal_error", message=INTERNAL_ERROR_MESSAGE),
             {"type": "error", "content": INTERNAL_ERROR_MESSAGE, "code": "internal_error"},
         ),
     ],

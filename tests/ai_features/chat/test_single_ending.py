@@ -80,7 +80,7 @@ async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(
     gate = Gate()
     provider = ScriptedProvider([Delta(text="before "), gate, *words("after")])
     service = make_service(provider)
-    prepared = await service.astart(carol.pk, ChatRequest(message="q"))
+    prepared = await service.astart(carol.pk, request=ChatRequest(message="q"))
     message_id = prepared.assistant_message_id
     reader = asyncio.create_task(collect(service, message_id))
     await asyncio.wait_for(gate.reached.wait(), 5)
@@ -128,8 +128,8 @@ async def test_an_orphan_found_by_two_readers_is_ended_and_counted_once(
 ) -> None:
     message_id = await streaming_message(carol, content="saved")
     interrupted = ended("interrupted")
-    first = await persistence.ainterrupt_orphan(message_id, "saved and logged")
-    second = await persistence.ainterrupt_orphan(message_id, "saved and logged")
+    first = await persistence.ainterrupt_orphan(message_id, logged_text="saved and logged")
+    second = await persistence.ainterrupt_orphan(message_id, logged_text="saved and logged")
     assert first is not None and second is not None
     assert (first.ended_here, second.ended_here) == (True, False)
     assert first.snapshot.status == second.snapshot.status == Message.Status.INTERRUPTED
@@ -152,7 +152,7 @@ async def test_an_orphan_ending_never_overwrites_a_completed_answer(
         finish_reason="stop",
     ) is None  # fmt: skip
     interrupted = ended("interrupted")
-    ending = await persistence.ainterrupt_orphan(message_id, "the whole")
+    ending = await persistence.ainterrupt_orphan(message_id, logged_text="the whole")
     assert ending is not None and not ending.ended_here
     assert ending.snapshot.status == Message.Status.COMPLETE
     final = await aend_orphaned_message(message_id, "the whole")
@@ -166,7 +166,7 @@ async def test_a_late_producer_adds_only_the_text_the_orphan_ending_lacked(
     carol: AbstractBaseUser,
 ) -> None:
     message_id = await streaming_message(carol)
-    ending = await persistence.ainterrupt_orphan(message_id, "logged part")
+    ending = await persistence.ainterrupt_orphan(message_id, logged_text="logged part")
     assert ending is not None and ending.ended_here
     stands = await persistence.afinish_message(
         message_id, content="logged part and the rest", status=Message.Status.COMPLETE,

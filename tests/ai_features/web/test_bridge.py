@@ -194,7 +194,7 @@ def test_begin_drain_refuses_new_streams_with_the_grace_given(
     assert service.accepting is False
     assert service.shutdown_grace == expected
     with pytest.raises(ServerRestarting):
-        core.run(service.astart(1, ChatRequest(message="hello")))
+        core.run(service.astart(1, request=ChatRequest(message="hello")))
 
 
 def test_begin_drain_works_from_a_signal_handler(core: CoreLoop) -> None:

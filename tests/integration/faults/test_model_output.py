@@ -100,7 +100,9 @@ from ai_features.models import Message
 
 async def main():
     user = await sync_to_async(get_user_model().objects.create_user)(uuid.uuid4().hex[:20])
-    prepared = await persistence.aprepare_chat(user.pk, ChatRequest(message="hi"), lambda _: "fake")
+    prepared = await persistence.aprepare_chat(
+        user.pk, request=ChatRequest(message="hi"), model_for=lambda _: "fake"
+    )
     mid = prepared.assistant_message_id
     service = ChatService()
     await service.event_log.aopen(mid)
