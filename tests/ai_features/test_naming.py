@@ -3,8 +3,8 @@ its async API (`aget`, `asave`, `aiterator`), so that a missing `await` shows at
 
 "Async" here means a callable that returns something to await or to `async for`: an
 `async def`, a sync function wrapped by `db_task`, an async generator, or a function whose
-return annotation is an awaitable or an async iterator (ChatService.afollow). Dunder
-methods (`__aiter__`, `__call__` of ASGI middleware) keep the names Python gives them.
+return annotation is an awaitable or an async iterator (ChatService.afollow). Private and
+dunder names (`__aiter__`, the `__call__` of ASGI middleware) are not checked.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 from collections.abc import Iterator
 
 import ai_features
@@ -19,7 +20,12 @@ import c3_app
 
 PACKAGES = [ai_features, c3_app]
 SKIPPED_MODULES = ("ai_features.migrations",)
-ASYNC_RETURNS = ("AsyncIterator", "AsyncIterable", "AsyncGenerator", "Awaitable", "Coroutine")
+# A return annotation naming one of these (a string under `from __future__ import
+# annotations`, else a typing object whose str() carries its module).
+ASYNC_RETURN = re.compile(
+    r"(typing\.|collections\.abc\.)?"
+    r"(AsyncIterator|AsyncIterable|AsyncGenerator|Awaitable|Coroutine)\b"
+)
 # Words that start with an "a" of their own: `append` is not the prefixed `ppend`.
 A_WORDS = ("abort", "accept", "acquire", "add", "append", "apply", "authenticate", "await")
 
@@ -36,7 +42,7 @@ def is_async(func: object) -> bool:
     if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
         return True
     annotation = getattr(func, "__annotations__", {}).get("return")
-    return isinstance(annotation, str) and annotation.startswith(ASYNC_RETURNS)
+    return annotation is not None and ASYNC_RETURN.match(str(annotation)) is not None
 
 
 def is_prefixed(name: str) -> bool:
@@ -77,6 +83,7 @@ def test_the_check_sees_every_kind_of_async_callable() -> None:
     assert inspect.iscoroutinefunction(ChatService.astart)
     assert inspect.iscoroutinefunction(persistence.aprepare_chat)  # wrapped by db_task
     assert is_async(ChatService.afollow)  # returns an async iterator
+    assert not is_async(ChatService.begin_shutdown)
     assert not is_prefixed("append") and not is_prefixed("authenticate")
     assert is_prefixed("aappend") and is_prefixed("aauthenticate_stream")
     names = {q for m in project_modules() for q, _ in public_functions(m)}
