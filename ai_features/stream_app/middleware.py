@@ -9,12 +9,13 @@ import time
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..chat import sse
+from ..chat import endpoint
 from ..chat.errors import ServerBusy
 from ..logging import new_request_id, request_id_var
+from .routes import render
 
 access_logger = logging.getLogger("ai_features.stream.access")
 # The platform's health checker and a metrics scraper may use an internal host name.
@@ -104,13 +105,8 @@ class ConnectionLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if self.active >= self.limit:
-            busy = ServerBusy()
-            response = Response(
-                sse.encode_error_body(busy.event_data()),
-                status_code=busy.status,
-                media_type=sse.SSE_CONTENT_TYPE,
-                headers={**sse.SSE_HEADERS, "Retry-After": "5", "Connection": "close"},
-            )
+            response = render(endpoint.sse_refusal(ServerBusy(retry_after=5)))
+            response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return
         self.active += 1

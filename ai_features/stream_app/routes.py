@@ -1,4 +1,5 @@
-"""The stream service's HTTP routes: parse, authorise, call the core, wrap as SSE."""
+"""The stream service's HTTP routes: parse, authorise, call the core (chat/endpoint.py),
+render the result as Starlette responses."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from starlette.requests import ClientDisconnect
 
 from .. import metrics
 from ..auth.stream_auth import aauthenticate_stream
-from ..chat import sse
+from ..chat import endpoint
 from ..chat.db import db_task
-from ..chat.errors import ChatError, InternalError, PayloadTooLarge, RequestTimeout
+from ..chat.errors import InvalidRequest, PayloadTooLarge, RequestTimeout
 from ..chat.events import ChatEvent, Ping
-from ..chat.requests import parse_chat_request
 from ..chat.service import ChatService
 from ..chat.stream_params import last_event_id_from
 from ..health import check_database, health_payload
@@ -29,15 +29,13 @@ router = APIRouter()
 logger = logging.getLogger(__name__)
 
 
-def error_response(error: ChatError) -> Response:
-    headers = dict(sse.SSE_HEADERS)
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(error.retry_after)
+def render(reply: endpoint.Reply) -> Response:
+    """A whole reply of the endpoint kit: a refusal, or the stop endpoint's answer."""
     return Response(
-        sse.encode_error_body(error.event_data()),
-        status_code=error.status,
-        media_type=sse.SSE_CONTENT_TYPE,
-        headers=headers,
+        reply.body,
+        status_code=reply.status,
+        media_type=reply.content_type,
+        headers=reply.headers,
     )
 
 
@@ -47,13 +45,6 @@ def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> EventStreamResponse
     # the rest. A reader that stops reading is dropped after the send timeout; the
     # generation goes on.
     return EventStreamResponse(events, send_timeout=settings.STREAM_SEND_TIMEOUT_SECONDS)
-
-
-def refuse_declared_oversize(request: Request, limit: int) -> None:
-    """Refuse a body declared over `limit` bytes from the headers alone."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge()
 
 
 async def aread_body_limited(request: Request, limit: int, timeout: float) -> bytes:
@@ -68,6 +59,10 @@ async def aread_body_limited(request: Request, limit: int, timeout: float) -> by
                     raise PayloadTooLarge()
     except TimeoutError:
         raise RequestTimeout() from None
+    except ClientDisconnect:
+        # Its refusal is never sent (the connection is closed): only logged.
+        logger.info("client went away before its request body arrived")
+        raise InvalidRequest() from None
     return bytes(body)
 
 
@@ -76,59 +71,38 @@ def chat_service(request: Request) -> ChatService:
 
 
 @router.post("/api/ai/chat/stream/")
+@endpoint.refusals_as(endpoint.sse_refusal, render)
 async def astream_chat(request: Request) -> Response:
-    try:
-        # Who, from the headers, before the body is read: an unauthenticated client never
-        # gets to hold a connection open by trickling a body.
-        refuse_declared_oversize(request, settings.CHAT_MAX_BODY_BYTES)
-        user = await aauthenticate_stream(request.scope)
-        try:
-            body = await aread_body_limited(
-                request, settings.CHAT_MAX_BODY_BYTES, settings.REQUEST_BODY_TIMEOUT_SECONDS
-            )
-        except ClientDisconnect:
-            logger.info("client went away before its request body arrived")
-            return Response(status_code=400)  # never sent: the connection is closed
-        chat_request = parse_chat_request(body)
-        service = chat_service(request)
-        prepared = await service.astart(user.pk, request=chat_request)
-    except ChatError as error:
-        return error_response(error)
-    except Exception:  # a database outage or a bug: logged, shown only as internal_error
-        logger.exception("stream request failed")
-        return error_response(InternalError())
-    return sse_response(service.afollow(prepared.assistant_message_id))
+    # Who, from the headers, before the body is read: an unauthenticated client never
+    # gets to hold a connection open by trickling a body.
+    limit = settings.CHAT_MAX_BODY_BYTES
+    endpoint.refuse_declared_oversize(request.headers.get("content-length"), limit)
+    user = await aauthenticate_stream(request.scope)
+    body = await aread_body_limited(request, limit, settings.REQUEST_BODY_TIMEOUT_SECONDS)
+    return sse_response(
+        await endpoint.astart_stream(chat_service(request), user_id=user.pk, body=body)
+    )
 
 
 @router.get("/api/ai/chat/stream/{message_id}/")
+@endpoint.refusals_as(endpoint.sse_refusal, render)
 async def aresume_chat(request: Request, message_id: str) -> Response:
-    try:
-        after_id = last_event_id_from(
-            request.headers.get("last-event-id"), request.query_params.get("last_event_id")
-        )
-        user = await aauthenticate_stream(request.scope, allow_query_token=True)
-        events = await chat_service(request).aresume(
-            user.pk, message_id=message_id, after_id=after_id
-        )
-    except ChatError as error:
-        return error_response(error)
-    except Exception:  # a database outage or a bug: logged, shown only as internal_error
-        logger.exception("stream request failed")
-        return error_response(InternalError())
-    return sse_response(events)
+    after_id = last_event_id_from(
+        request.headers.get("last-event-id"), request.query_params.get("last_event_id")
+    )
+    user = await aauthenticate_stream(request.scope, allow_query_token=True)
+    resume = endpoint.aresume_stream(
+        chat_service(request), user_id=user.pk, message_id=message_id, after_id=after_id
+    )
+    return sse_response(await resume)
 
 
 @router.post("/api/ai/chat/stream/{message_id}/stop/")
+@endpoint.refusals_as(endpoint.json_refusal, render)
 async def astop_chat(request: Request, message_id: str) -> Response:
-    try:
-        user = await aauthenticate_stream(request.scope)
-        snapshot = await chat_service(request).astop(user.pk, message_id=message_id)
-    except ChatError as error:
-        return JSONResponse(error.event_data(), status_code=error.status)
-    except Exception:
-        logger.exception("stop request failed")
-        return JSONResponse(InternalError().event_data(), status_code=500)
-    return JSONResponse({"message_id": snapshot.id, "status": snapshot.status})
+    user = await aauthenticate_stream(request.scope)
+    stop = endpoint.astop_stream(chat_service(request), user_id=user.pk, message_id=message_id)
+    return render(await stop)
 
 
 @router.get("/")

@@ -17,16 +17,11 @@ from .. import conversations
 from ..auth.tokens import mint_stream_token
 from ..chat.errors import ChatError, InvalidRequest, Unauthenticated
 from ..chat.stream_params import non_negative_int
+from .replies import json_error
 
 MAX_JSON_BODY = 64 * 1024
 # DELETE /api/ai/conversations/ deletes every conversation only with this in its body.
 DELETE_ALL_CONFIRMATION = "delete_all"
-
-
-def json_error(error: ChatError) -> JsonResponse:
-    return JsonResponse(
-        {"error": {"code": error.code, "message": error.message}}, status=error.status
-    )
 
 
 def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -9,15 +9,15 @@ from ..chat.errors import CsrfFailed
 
 STREAM_PREFIX = "/api/ai/chat/stream/"
 API_PREFIX = "/api/"
+STOP_SUFFIX = "/stop/"
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     # Imported here: the views import the core, which settings must not load at startup.
-    from .api_views import json_error
-    from .stream_views import error_response
+    from .replies import error_response, json_error
 
-    if request.path.startswith(STREAM_PREFIX):
+    if request.path.startswith(STREAM_PREFIX) and not request.path.endswith(STOP_SUFFIX):
         return error_response(CsrfFailed())
-    if request.path.startswith(API_PREFIX):
+    if request.path.startswith(API_PREFIX):  # the JSON API and the stop endpoint
         return json_error(CsrfFailed())
     return django_csrf_failure(request, reason=reason)

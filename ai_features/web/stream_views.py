@@ -1,48 +1,28 @@
 """c3-app's fallback copy of the streaming API, for deployments without STREAM_API_URL.
 
 Same contract and same core as the stream service; authentication is Django's session and
-CSRF middleware. Events reach the WSGI response through the core loop's sync bridge.
+CSRF middleware. The steps are chat/endpoint.py's, run on the core loop through its sync
+bridge, which also carries the events to the WSGI response.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
-from ..chat import sse
-from ..chat.errors import (
-    ChatError,
-    InternalError,
-    LengthRequired,
-    PayloadTooLarge,
-    Unauthenticated,
-)
+from ..chat import endpoint, sse
+from ..chat.errors import LengthRequired, PayloadTooLarge, Unauthenticated
 from ..chat.events import ChatEvent, Ping
-from ..chat.requests import parse_chat_request
 from ..chat.stream_params import last_event_id_from
 from .bridge import core_loop
-
-logger = logging.getLogger(__name__)
-
-
-def error_response(error: ChatError) -> HttpResponse:
-    response = HttpResponse(
-        sse.encode_error_body(error.event_data()),
-        status=error.status,
-        content_type=sse.SSE_CONTENT_TYPE,
-        headers=sse.SSE_HEADERS,
-    )
-    if error.retry_after is not None:
-        response["Retry-After"] = str(error.retry_after)
-    return response
+from .replies import render
 
 
 def sse_response(events: AsyncIterator[ChatEvent | Ping]) -> StreamingHttpResponse:
-    def encoded():
+    def encoded() -> Iterator[bytes]:
         encode = sse.StreamEncoder()
         for item in core_loop.iterate(events):
             yield encode(item)
@@ -59,8 +39,7 @@ def read_body_limited(request: HttpRequest, limit: int) -> bytes:
     bounds wsgi.input by Content-Length, but gunicorn de-chunks wsgi.input itself.
     """
     declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge()
+    endpoint.refuse_declared_oversize(declared, limit)
     if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         stream = request.META.get("wsgi.input")
         if stream is None or not request.META.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
@@ -74,53 +53,38 @@ def read_body_limited(request: HttpRequest, limit: int) -> bytes:
     return body
 
 
-def _require_user(request: HttpRequest) -> None:
+def _user_id(request: HttpRequest) -> int:
     if not request.user.is_authenticated:
         raise Unauthenticated()
+    return request.user.pk
 
 
 @require_POST
+@endpoint.refusals_as(endpoint.sse_refusal, render)
 def stream_chat(request: HttpRequest) -> HttpResponse:
-    try:
-        body = read_body_limited(request, settings.CHAT_MAX_BODY_BYTES)
-        _require_user(request)
-        chat_request = parse_chat_request(body)
-        service = core_loop.service
-        prepared = core_loop.run(service.astart(request.user.pk, request=chat_request))
-    except ChatError as error:
-        return error_response(error)
-    except Exception:  # a database outage or a bug: logged, shown only as internal_error
-        logger.exception("stream request failed")
-        return error_response(InternalError())
-    return sse_response(service.afollow(prepared.assistant_message_id))
+    body = read_body_limited(request, settings.CHAT_MAX_BODY_BYTES)
+    user_id = _user_id(request)
+    return sse_response(
+        core_loop.run(endpoint.astart_stream(core_loop.service, user_id=user_id, body=body))
+    )
 
 
 @require_GET
+@endpoint.refusals_as(endpoint.sse_refusal, render)
 def resume_chat(request: HttpRequest, message_id: str) -> HttpResponse:
-    try:
-        after_id = last_event_id_from(
-            request.META.get("HTTP_LAST_EVENT_ID"), request.GET.get("last_event_id")
-        )
-        _require_user(request)
-        events = core_loop.run(
-            core_loop.service.aresume(request.user.pk, message_id=message_id, after_id=after_id)
-        )
-    except ChatError as error:
-        return error_response(error)
-    except Exception:  # a database outage or a bug: logged, shown only as internal_error
-        logger.exception("stream request failed")
-        return error_response(InternalError())
-    return sse_response(events)
+    after_id = last_event_id_from(
+        request.META.get("HTTP_LAST_EVENT_ID"), request.GET.get("last_event_id")
+    )
+    user_id = _user_id(request)
+    resume = endpoint.aresume_stream(
+        core_loop.service, user_id=user_id, message_id=message_id, after_id=after_id
+    )
+    return sse_response(core_loop.run(resume))
 
 
 @require_POST
+@endpoint.refusals_as(endpoint.json_refusal, render)
 def stop_chat(request: HttpRequest, message_id: str) -> HttpResponse:
-    try:
-        _require_user(request)
-        snapshot = core_loop.run(core_loop.service.astop(request.user.pk, message_id=message_id))
-    except ChatError as error:
-        return JsonResponse(error.event_data(), status=error.status)
-    except Exception:
-        logger.exception("stop request failed")
-        return JsonResponse(InternalError().event_data(), status=500)
-    return JsonResponse({"message_id": snapshot.id, "status": snapshot.status})
+    user_id = _user_id(request)
+    stop = endpoint.astop_stream(core_loop.service, user_id=user_id, message_id=message_id)
+    return render(core_loop.run(stop))

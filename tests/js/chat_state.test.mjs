@@ -12,10 +12,12 @@ test("errorCodeFor: the body's code wins, else the status decides", () => {
   assert.equal(s.errorCodeFor(418, null), "invalid_request");
 });
 
-test("parseErrorBody reads SSE and both JSON shapes", () => {
+test("parseErrorBody reads an SSE error event and the one JSON error shape", () => {
   assert.deepEqual(s.parseErrorBody('data: {"type":"error","code":"not_found","content":"x"}\n\n', firstEventData), { code: "not_found", content: "x" });
   assert.deepEqual(s.parseErrorBody('{"error":{"code":"rate_limited","message":"m"}}', firstEventData), { code: "rate_limited", content: "m" });
   assert.equal(s.parseErrorBody("<html>", firstEventData), null);
+  // Anything else (a framework's own {"detail"}) is left to the status.
+  assert.equal(s.parseErrorBody('{"detail":"Not Found"}', firstEventData), null);
 });
 
 test("resumeShouldRetry: proxy errors and restarts only", () => {

@@ -46,3 +46,11 @@ def test_pages_keep_djangos_own_csrf_page(client: Client) -> None:
     response = client.post("/accounts/logout/")
     assert response.status_code == 403
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_stop_endpoint_refuses_with_the_json_error_shape(client: Client) -> None:
+    # The stop endpoint answers JSON, refusals included, on both servers.
+    response = client.post("/api/ai/chat/stream/some-id/stop/")
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "csrf_failed"

@@ -95,7 +95,7 @@ def test_stop_of_another_users_message_is_not_found(stack, make_user, via):
         for target in (message_id, "not-a-uuid"):
             refused = other.stop(target, via=via)
             assert refused.status_code == 404
-            assert refused.json()["code"] == "not_found"
+            assert refused.json()["error"]["code"] == "not_found"
         result = future.result(timeout=10)
 
     # The foreign stop changed nothing: the answer finished whole.

@@ -19,8 +19,9 @@ export function errorCodeFor(status, data) {
 }
 
 /**
- * The first error of a failed response body, in either shape the servers use: one SSE
- * `error` event, or JSON `{"error": {"code", "message"}}`. Returns {code, content} or null.
+ * The error of a failed response body: one SSE `error` event (the stream endpoints, as the
+ * streaming contract says), else the one JSON error shape `{"error": {"code", "message"}}`
+ * (the stop endpoint and the JSON API). Returns {code, content} or null (a proxy's page).
  */
 export function parseErrorBody(text, firstEventData) {
   const event = firstEventData(text);
@@ -30,7 +31,6 @@ export function parseErrorBody(text, firstEventData) {
     if (json && json.error && typeof json.error === "object") {
       return { code: json.error.code, content: json.error.message };
     }
-    if (json && typeof json === "object") return { code: json.code, content: json.content };
   } catch {
     /* not JSON either */
   }
