@@ -14,9 +14,14 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .chat import versions
-from .chat.errors import InvalidRequest, NotFound
-from .chat.persistence import expire_stale_streaming, parse_uuid
-from .chat.requests import is_storable
+from .chat.errors import InvalidRequest
+from .chat.persistence import (
+    expire_stale_streaming,
+    latest_conversation,
+    owned_conversation,
+    parse_uuid,
+)
+from .chat.requests import check_text
 from .chat.text import neutralise_bidi, storable
 from .models import Conversation, Message
 
@@ -127,15 +132,7 @@ def list_conversations(user, query: str = "") -> list[Conversation]:
 
 
 def get_conversation(user, conversation_id: str | None) -> Conversation:
-    parsed = parse_uuid(conversation_id)
-    conversation = Conversation.objects.filter(pk=parsed, owner=user).first() if parsed else None
-    if conversation is None:
-        raise NotFound()
-    return conversation
-
-
-def latest_conversation(user) -> Conversation | None:
-    return Conversation.objects.filter(owner=user).order_by("-updated_at").first()
+    return owned_conversation(user.pk, conversation_id=conversation_id)
 
 
 def history(
@@ -150,7 +147,7 @@ def history(
     conversation (each with `parent_id`, so the tree can be rebuilt). Default: the
     user's most recent conversation."""
     conversation = (
-        get_conversation(user, conversation_id) if conversation_id else latest_conversation(user)
+        get_conversation(user, conversation_id) if conversation_id else latest_conversation(user.pk)
     )
     if conversation is None:
         return None, []
@@ -223,11 +220,7 @@ def clean_instructions(value: Any) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidRequest("instructions は文字列です。")
-    limit = settings.CHAT_MAX_INSTRUCTIONS_CHARS
-    if len(value) > limit:
-        raise InvalidRequest(f"指示が長すぎます(最大 {limit} 文字)。")
-    if not is_storable(value):
-        raise InvalidRequest("指示に使えない文字が含まれています。")
+    check_text(value, limit=settings.CHAT_MAX_INSTRUCTIONS_CHARS, name="指示")
     return value.strip()
 
 

@@ -6,6 +6,10 @@ URLs. The page maps `code` to its own translated text; `message` is the Japanese
 
 from __future__ import annotations
 
+from typing import Any
+
+from .events import error_data
+
 
 class ChatError(Exception):
     status: int = 400
@@ -17,8 +21,9 @@ class ChatError(Exception):
         self.retry_after = retry_after
         super().__init__(self.message)
 
-    def event_data(self) -> dict:
-        return {"type": "error", "content": self.message, "code": self.code}
+    def event_data(self) -> dict[str, Any]:
+        """The `error` event of a refused stream request (no message id: nothing started)."""
+        return error_data(self.code, self.message)
 
 
 class InvalidRequest(ChatError):

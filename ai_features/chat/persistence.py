@@ -25,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .. import metrics
@@ -99,26 +99,40 @@ def title_from(message: str) -> str:
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
 
 
-def _owned_conversation(user_id: int, conversation_id: str | None) -> Conversation:
-    if conversation_id is not None:
-        parsed = parse_uuid(conversation_id)
-        # Malformed and foreign ids answer alike: no hint whether the id exists.
-        conversation = (
-            Conversation.objects.select_for_update().filter(pk=parsed, owner_id=user_id).first()
-            if parsed
-            else None
-        )
-        if conversation is None:
-            raise NotFound()
-        return conversation
-    # Locked like a named one: two starts of one user (on two database threads or two
-    # processes) then take turns, so both answers do not branch from the same leaf.
-    latest = (
-        Conversation.objects.select_for_update()
-        .filter(owner_id=user_id)
-        .order_by("-updated_at")
-        .first()
+# --- selectors (also c3-app's JSON API's, through conversations.py) ----------------------
+
+
+def _conversations_of(owner_id: int, *, lock: bool) -> QuerySet[Conversation]:
+    conversations = Conversation.objects.filter(owner_id=owner_id)
+    return conversations.select_for_update() if lock else conversations
+
+
+def owned_conversation(
+    owner_id: int, *, conversation_id: str | None, lock: bool = False
+) -> Conversation:
+    """One of the owner's conversations, else NotFound: malformed and foreign ids answer
+    alike (no hint whether the id exists). `lock`: SELECT … FOR UPDATE, in a transaction."""
+    parsed = parse_uuid(conversation_id)
+    conversation = (
+        _conversations_of(owner_id, lock=lock).filter(pk=parsed).first() if parsed else None
     )
+    if conversation is None:
+        raise NotFound()
+    return conversation
+
+
+def latest_conversation(owner_id: int, *, lock: bool = False) -> Conversation | None:
+    """The owner's most recently active conversation, if any."""
+    return _conversations_of(owner_id, lock=lock).order_by("-updated_at").first()
+
+
+def _conversation_to_continue(user_id: int, conversation_id: str | None) -> Conversation:
+    """The named conversation, else the latest (made if there is none), locked: two starts
+    of one user (on two database threads or two processes) then take turns, so both answers
+    do not branch from the same leaf."""
+    if conversation_id is not None:
+        return owned_conversation(user_id, conversation_id=conversation_id, lock=True)
+    latest = latest_conversation(user_id, lock=True)
     return latest or Conversation.objects.create(owner_id=user_id)
 
 
@@ -213,7 +227,7 @@ def aprepare_chat(
             conversation = Conversation.objects.create(owner_id=user_id)
         else:
             target = None
-            conversation = _owned_conversation(user_id, request.conversation_id)
+            conversation = _conversation_to_continue(user_id, request.conversation_id)
         tree = versions.Tree.load(conversation)
         had_answer = any(m.role == Message.Role.ASSISTANT for m in tree.by_id.values())
 

@@ -47,6 +47,15 @@ def is_storable(text: str) -> bool:
     return True
 
 
+def check_text(text: str, *, limit: int, name: str) -> None:
+    """Refuse user text over `limit` characters or that the database cannot store; `name`
+    says what it is in the refusal (メッセージ, 指示)."""
+    if len(text) > limit:
+        raise InvalidRequest(f"{name}が長すぎます(最大 {limit} 文字)。")
+    if not is_storable(text):
+        raise InvalidRequest(f"{name}に使えない文字が含まれています。")
+
+
 def parse_chat_request(body: bytes) -> ChatRequest:
     """Turn raw bytes into a ChatRequest or raise InvalidRequest with a clear reason.
 
@@ -72,11 +81,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         raise InvalidRequest("message(文字列)は必須です。")
     elif not message.strip():
         raise InvalidRequest("メッセージが空です。")
-    limit = settings.CHAT_MAX_MESSAGE_CHARS
-    if len(message) > limit:
-        raise InvalidRequest(f"メッセージが長すぎます(最大 {limit} 文字)。")
-    if not is_storable(message):
-        raise InvalidRequest("メッセージに使えない文字が含まれています。")
+    check_text(message, limit=settings.CHAT_MAX_MESSAGE_CHARS, name="メッセージ")
 
     include_history = data.get("include_history", True)
     if not isinstance(include_history, bool):

@@ -195,6 +195,37 @@ def test_the_model_asked_for_is_kept_while_it_is_offered(alice: Any, settings: A
     assert (third.model, third.answer_model) == (None, "answering:default")
 
 
+# --- the conversation selectors (shared with conversations.py) ------------------------------
+
+
+def test_owned_conversation_is_the_owners_only(alice: Any, bob: Any) -> None:
+    """Malformed, missing and foreign ids answer alike: NotFound."""
+    mine = Conversation.objects.create(owner=alice)
+    bobs = Conversation.objects.create(owner=bob)
+
+    assert persistence.owned_conversation(alice.pk, conversation_id=str(mine.pk)) == mine
+    with transaction.atomic():  # the lock the core takes before it writes
+        assert (
+            persistence.owned_conversation(alice.pk, conversation_id=str(mine.pk), lock=True)
+            == mine
+        )
+    for foreign in (str(bobs.pk), "not-a-uuid", "", None):
+        with pytest.raises(NotFound):
+            persistence.owned_conversation(alice.pk, conversation_id=foreign)
+
+
+def test_latest_conversation_is_the_owners_most_recently_active(alice: Any, bob: Any) -> None:
+    assert persistence.latest_conversation(alice.pk) is None
+    older = Conversation.objects.create(owner=alice)
+    Conversation.objects.create(owner=alice)  # created later, but touched earlier
+    Conversation.objects.create(owner=bob)  # not alice's
+    Conversation.objects.filter(pk=older.pk).update(updated_at=timezone.now() + timedelta(1))
+
+    assert persistence.latest_conversation(alice.pk) == older
+    with transaction.atomic():
+        assert persistence.latest_conversation(alice.pk, lock=True) == older
+
+
 # --- partial saves, stop and finish ---------------------------------------------------------
 
 
