@@ -11,12 +11,11 @@ features and its stack.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 
-from bench.upstream import chunked, read_request, simple_response
+from bench.upstream import chunked, read_request, serve, server_arguments, simple_response
 
 
 async def relay(
@@ -78,25 +77,16 @@ async def handle(
             writer.close()
 
 
-async def serve(host: str, port: int, upstream: str) -> None:
-    upstream_host, _, upstream_port = upstream.rpartition(":")
+def main() -> None:
+    parser = server_arguments(__doc__, 9200)
+    parser.add_argument("--upstream", default="127.0.0.1:9100", help="host:port")
+    args = parser.parse_args()
+    upstream_host, _, upstream_port = args.upstream.rpartition(":")
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await handle(reader, writer, upstream_host, int(upstream_port))
 
-    server = await asyncio.start_server(on_connect, host, port, backlog=4096)
-    async with server:
-        await server.serve_forever()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9200)
-    parser.add_argument("--upstream", default="127.0.0.1:9100", help="host:port")
-    args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, args.upstream))
+    serve(args.host, args.port, on_connect)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import platform
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from bench.loadgen import StreamResult, Target, install_fast_loop, run_sequentia
 
 # The same PostgreSQL server (C3_TEST_POSTGRES) as the integration tests.
 from tests.support.redis_server import RedisServer, redis_server_available
-from tests.support.servers import POSTGRES_ADMIN_DSN
+from tests.support.servers import POSTGRES_ADMIN_DSN, Server, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -54,6 +53,9 @@ BASE_TARGETS = ("direct", "relay", "service")
 REDIS_TARGET = "service_redis"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STREAM_PATH = "/api/ai/chat/stream/"
+# The servers start and stop on a machine the load may keep busy: more time than the tests.
+START_TIMEOUT = 60
+STOP_TIMEOUT = 20
 
 
 @dataclass(frozen=True)
@@ -90,54 +92,9 @@ QUICK = Sizes(
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def get_json(url: str, timeout: float = 5) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
         return json.loads(response.read())
-
-
-class Process:
-    """A server subprocess with its output in a log file, healthy once `health` answers."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, logs: Path):
-        self.name, self.argv, self.env, self.port = name, argv, env, port
-        self.log_path = logs / f"{name}.log"
-        self.popen: subprocess.Popen | None = None
-
-    def start(self, health: str = "/health/", timeout: float = 60) -> Process:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it
-        self.popen = subprocess.Popen(  # noqa: S603 - our own commands
-            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                get_json(f"http://127.0.0.1:{self.port}{health}", timeout=1)
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not start:\n{self.log_path.read_text()[-3000:]}")
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def stop(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -480,7 +437,7 @@ class Bench:
         port = free_port()
         argv, workers, threads = gunicorn_argv(port)
         cap = workers * threads
-        gunicorn = Process("gunicorn", argv, self.env, port, self.logs).start()
+        gunicorn = Server("gunicorn", argv, self.env, port, self.logs).start(timeout=START_TIMEOUT)
         try:
             tokens, pace = self.sizes.wsgi_load
             creds = self.credentials
@@ -514,7 +471,7 @@ class Bench:
                 **figures,
             }
         finally:
-            gunicorn.stop()
+            gunicorn.stop(timeout=STOP_TIMEOUT)
 
     # --- profiler ----------------------------------------------------------------------
 
@@ -546,10 +503,10 @@ class Bench:
         redis-server (empty, nothing on disk), checked to really use it."""
         self.redis = RedisServer(self.logs)
         self.redis.start()
-        self.service_redis = Process(
+        self.service_redis = Server(
             "service-redis", ["bash", "start_stream.sh"],
             {**self.env, "PORT": str(port), "REDIS_URL": self.redis.url}, port, self.logs,
-        ).start()  # fmt: skip
+        ).start(timeout=START_TIMEOUT)  # fmt: skip
         health = get_json(f"http://127.0.0.1:{port}/health/")
         if health.get("redis") != "ok":
             raise RuntimeError(f"service_redis does not reach its Redis: {health}")
@@ -580,25 +537,25 @@ class Bench:
         with fresh_database(self.args.sqlite, self.tmp) as db_env:
             up_port, relay_port, service_port = free_port(), free_port(), free_port()
             self.redis: RedisServer | None = None
-            self.service_redis: Process | None = None
+            self.service_redis: Server | None = None
             python = str(VENV_BIN / "python")
-            self.upstream = Process(
+            self.upstream = Server(
                 "upstream", [python, "-m", "bench.upstream", "--port", str(up_port)],
                 dict(os.environ), up_port, self.logs,
-            ).start()  # fmt: skip
-            self.relay = Process(
+            ).start(timeout=START_TIMEOUT)  # fmt: skip
+            self.relay = Server(
                 "relay",
                 [python, "-m", "bench.relay", "--port", str(relay_port),
                  "--upstream", f"127.0.0.1:{up_port}"],
                 dict(os.environ), relay_port, self.logs,
             )  # fmt: skip
             self.env = service_env(db_env, up_port, self.tmp)
-            self.service = Process(
+            self.service = Server(
                 "service", ["bash", "start_stream.sh"], {**self.env, "PORT": str(service_port)},
                 service_port, self.logs,
             )  # fmt: skip
             try:
-                self.relay.start()
+                self.relay.start(timeout=START_TIMEOUT)
                 subprocess.run(  # noqa: S603
                     [python, "manage.py", "migrate", "--noinput", "-v", "0"],
                     cwd=ROOT, env=self.env, check=True,
@@ -613,7 +570,7 @@ class Bench:
                         text=True,
                     ).stdout  # fmt: skip
                 )
-                self.service.start()
+                self.service.start(timeout=START_TIMEOUT)
                 self.targets = {
                     "direct": Target(
                         "direct", "127.0.0.1", up_port, "/v1/chat/completions", kind="openai"
@@ -648,7 +605,7 @@ class Bench:
             finally:
                 for process in (self.service_redis, self.service, self.relay, self.upstream):
                     if process is not None:
-                        process.stop()
+                        process.stop(timeout=STOP_TIMEOUT)
                 if self.redis is not None:
                     self.redis.stop()
         return self.figures

@@ -20,6 +20,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 TOKEN_MARKER = "Zq"  # noqa: S105 - not a password, a marker in token texts
 _DIRECTIVE_RE = re.compile(r"\[\[fake\b([^\]]*)\]\]")
@@ -165,19 +166,32 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             writer.close()
 
 
-async def serve(host: str, port: int) -> None:
-    server = await asyncio.start_server(handle, host, port, backlog=4096)
-    async with server:
-        await server.serve_forever()
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def server_arguments(doc: str, port: int) -> argparse.ArgumentParser:
+    """The command line of a bench server (this one and bench/relay.py): --host, --port."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port)
+    return parser
+
+
+def serve(host: str, port: int, handler: Handler) -> None:
+    """Serve connections with `handler` until interrupted (Ctrl-C)."""
+
+    async def serve_forever() -> None:
+        server = await asyncio.start_server(handler, host, port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9100)
-    args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port))
+    args = server_arguments(__doc__, 9100).parse_args()
+    serve(args.host, args.port, handle)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,26 @@ def local_env() -> dict[str, str]:
     return env
 
 
+def stream_argv(port: int, graceful_timeout: str = "40") -> list[str]:
+    """c3-app-stream on loopback under this Python's uvicorn, with start_stream.sh's
+    timeouts (the integration tests start it the same way, tests/support/servers.py)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "asgi_stream:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--timeout-keep-alive",
+        "300",
+        "--timeout-graceful-shutdown",  # as start_stream.sh
+        graceful_timeout,
+        "--no-access-log",  # it prints query strings (resume URLs carry tokens)
+    ]
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -77,23 +97,7 @@ def main() -> int:
             env=env,
         ),
         subprocess.Popen(
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "asgi_stream:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(stream_port),
-                "--timeout-keep-alive",
-                "300",
-                "--timeout-graceful-shutdown",  # as start_stream.sh
-                env.get("STREAM_GRACEFUL_TIMEOUT", "40"),
-                "--no-access-log",  # it prints query strings (resume URLs carry tokens)
-            ],
-            cwd=ROOT,
-            env=env,
+            stream_argv(stream_port, env.get("STREAM_GRACEFUL_TIMEOUT", "40")), cwd=ROOT, env=env
         ),
     ]
     print(

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from scripts.run_local import stream_argv
+
 from .fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +86,7 @@ class Server:
         self.log_path = log_dir / f"{name}-{port}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, health_path: str = "/health/", timeout: float = 30) -> None:
+    def start(self, health_path: str = "/health/", timeout: float = 30) -> Server:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             self.argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
@@ -98,9 +100,14 @@ class Server:
                     httpx.get(f"http://127.0.0.1:{self.port}{health_path}", timeout=1).status_code
                     == 200
                 ):
-                    return
+                    return self
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not become healthy:\n{self.log_text()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -245,21 +252,7 @@ class Stack:
         test may start more than one on the same database."""
         return Server(
             "uvicorn",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "asgi_stream:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--timeout-keep-alive",
-                "300",
-                "--timeout-graceful-shutdown",
-                "40",
-                "--no-access-log",
-            ],
+            stream_argv(port),
             env or self.env(),
             port,
             log_dir or ARTIFACTS / "server-logs",
