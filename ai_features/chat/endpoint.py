@@ -2,10 +2,10 @@
 
 A handler of either server parses and authorises in its own framework (the stream
 service's bearer token or cookie, c3-app's session), calls one coroutine here and renders
-what it gets: an event stream or a whole Reply (a refusal is a ChatError, which becomes a
-Reply too). The FastAPI routes await
-these on the service's loop; c3-app's WSGI fallback runs them on the core loop through its
-sync bridge. Nothing here knows a framework, so both servers answer alike by construction.
+what it gets: an event stream, or a whole Reply (a refusal is a ChatError, which
+`refusals_as` turns into a Reply). The FastAPI routes await these on the service's loop;
+c3-app's WSGI fallback runs them on the core loop through its sync bridge (bridge.py).
+Nothing here knows a framework, so both servers answer alike by construction.
 """
 
 from __future__ import annotations
