@@ -1,5 +1,6 @@
-"""The endpoint kit both servers call (chat/endpoint.py): the steps on a real database with
-the offline demo model, and the refusals each server renders."""
+"""The endpoint kit both servers call (chat/endpoint.py): the steps on a real database
+(SQLite and PostgreSQL, see `unit_database` in tests/ai_features/conftest.py) with the
+offline demo model, and the refusals each server renders (no database)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 
 from ai_features.chat import endpoint
 from ai_features.chat.errors import (
@@ -27,8 +26,6 @@ from ai_features.chat.limits import RateLimit
 from ai_features.chat.service import ChatService
 from ai_features.providers.demo import DemoProvider
 
-User = get_user_model()
-
 
 def make_service() -> ChatService:
     return ChatService(
@@ -41,20 +38,11 @@ async def events_of(events: AsyncIterator[ChatEvent | Ping]) -> list[ChatEvent]:
         return [item async for item in events if isinstance(item, ChatEvent)]
 
 
-@pytest.fixture
-def alice(transactional_db: None) -> AbstractBaseUser:
-    return User.objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(transactional_db: None) -> AbstractBaseUser:
-    return User.objects.create_user("bob")
-
-
-# --- the steps ------------------------------------------------------------------------------
+# --- the steps (on SQLite and PostgreSQL: alice and bob take `db_kind`) ---------------------
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unit_database")
 async def test_start_parses_the_body_and_streams_the_answer_to_its_end(alice: Any) -> None:
     service = make_service()
     body = json.dumps({"message": "hello"}).encode()
@@ -68,6 +56,7 @@ async def test_start_parses_the_body_and_streams_the_answer_to_its_end(alice: An
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unit_database")
 async def test_start_refuses_a_bad_body_before_anything_is_stored(alice: Any) -> None:
     service = make_service()
     with pytest.raises(InvalidRequest):
@@ -77,6 +66,7 @@ async def test_start_refuses_a_bad_body_before_anything_is_stored(alice: Any) ->
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unit_database")
 async def test_resume_and_stop_are_the_owners_only(alice: Any, bob: Any) -> None:
     service = make_service()
     body = json.dumps({"message": "hello"}).encode()
