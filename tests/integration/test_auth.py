@@ -19,9 +19,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from ai_features.auth.tokens import mint_stream_token
-from tests.support.chat_client import ChatClient, StreamResult, read_sse
+from tests.support.chat_client import ChatClient
 from tests.support.fake_upstream import directive, expected_text
 from tests.support.servers import Stack
+from tests.support.sse import StreamResult, request_sse
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +43,11 @@ def assert_refused(result: StreamResult, status: int, code: str) -> None:
     assert event.data["content"]  # a message for the user
 
 
-def conversations(client: ChatClient) -> list[dict[str, Any]]:
-    response = client.http.get("/api/ai/conversations/")
-    assert response.status_code == 200, response.text
-    return response.json()["conversations"]
-
-
 def post_stream(stack: Stack, body: dict[str, Any], headers: dict[str, str]) -> StreamResult:
-    with (
-        httpx.Client(timeout=30) as http,
-        http.stream(
-            "POST", f"{stack.stream_url}/api/ai/chat/stream/", json=body, headers=headers
-        ) as response,
-    ):
-        return read_sse(response)
+    """A POST to the stream service with exactly these headers (no client's own)."""
+    return request_sse(
+        "POST", f"{stack.stream_url}/api/ai/chat/stream/", json=body, headers=headers
+    )
 
 
 def session_cookie_header(client: ChatClient, *, with_csrf_cookie: bool = True) -> str:
@@ -100,10 +92,13 @@ def test_app_fallback_without_login_is_401(stack: Stack) -> None:
         anonymous.get("/accounts/login/")  # an anonymous visitor gets a CSRF cookie
         csrf = anonymous.cookies["csrftoken"]
         headers = {"X-CSRFToken": csrf, "Referer": f"{stack.app_url}/ai/chat/"}
-        with anonymous.stream(
-            "POST", "/api/ai/chat/stream/", json={"message": MESSAGE}, headers=headers
-        ) as response:
-            result = read_sse(response)
+        result = request_sse(
+            "POST",
+            f"{stack.app_url}/api/ai/chat/stream/",
+            json={"message": MESSAGE},
+            headers=headers,
+            cookies=anonymous.cookies,
+        )
         # Without the CSRF token Django's own CSRF check answers first.
         refused = anonymous.post("/api/ai/chat/stream/", json={"message": MESSAGE})
 
@@ -218,7 +213,7 @@ def test_another_users_conversation_is_404_and_nothing_is_stored(
 
     assert owner.history(conversation_id) == owner_history
     assert intruder.history() == []
-    assert conversations(intruder) == []
+    assert intruder.conversations() == []
     # The intruder cannot read it either.
     response = intruder.http.get(
         "/api/ai/chat/history/", params={"conversation_id": conversation_id}
@@ -262,7 +257,7 @@ def test_cookie_post_to_the_stream_service_needs_the_csrf_token(
     for refused in (without_header, wrong_header, untrusted_origin):
         assert_refused(refused, 403, "csrf_failed")
     assert client.history() == []
-    assert conversations(client) == []
+    assert client.conversations() == []
 
     accepted = post_stream(
         stack,

@@ -12,11 +12,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.chat_client import ChatClient, answer_text
+from tests.support.chat_client import ChatClient
 from tests.support.coalesced import assert_ids_increase
 from tests.support.fake_upstream import directive, expected_chunks, expected_text
 from tests.support.redis_server import RedisServer
 from tests.support.servers import ARTIFACTS, Server, Stack, free_port, running_stack
+from tests.support.sse import answer_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 

@@ -1,95 +1,31 @@
-"""A test client for the two real services: logs in through the form, takes stream
-tokens, and reads SSE responses line by line (pings and ids included)."""
+"""The one test client for the two real services: a browser-like user of c3-app (cookie
+jar; logged in through the form or with a session made elsewhere) that takes stream
+tokens and calls the stream endpoints of either service, reading answers with the one
+SSE reader (tests/support/sse.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-import time
-from dataclasses import dataclass, field
+import secrets
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from tests.support.sse import SSEEvent, StreamResult, parse_sse_body, request_sse
+
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-def answer_text(events: list[Any]) -> str:
-    """The answer as a client builds it: reset on `start`, append each `content`."""
-    text = ""
-    for event in events:
-        if event.type == "start":
-            text = ""
-        elif event.type == "content":
-            text += event.data["content"]
-    return text
-
-
-@dataclass
-class SSEEvent:
-    id: int | None
-    data: dict[str, Any]
-    at: float  # monotonic arrival time
-
-    @property
-    def type(self) -> str:
-        return self.data["type"]
-
-
-@dataclass
-class StreamResult:
-    status: int
-    headers: httpx.Headers
-    events: list[SSEEvent] = field(default_factory=list)
-    pings: list[float] = field(default_factory=list)
-    retry: int | None = None
-    started: float = 0.0
-
-    @property
-    def text(self) -> str:
-        return answer_text(self.events)
-
-    @property
-    def final(self) -> SSEEvent:
-        assert self.events and self.events[-1].type in ("done", "error"), self.events[-3:]
-        return self.events[-1]
-
-    def first(self, type_: str) -> SSEEvent:
-        return next(e for e in self.events if e.type == type_)
-
-    @property
-    def message_id(self) -> str:
-        return self.first("start").data["message_id"]
-
-
-def read_sse(response: httpx.Response, *, stop_after: int | None = None) -> StreamResult:
-    """Parse a (streaming) response; stop after `stop_after` events to simulate a drop."""
-    result = StreamResult(response.status_code, response.headers, started=time.monotonic())
-    event_id: int | None = None
-    data_lines: list[str] = []
-    for line in response.iter_lines():
-        if line.startswith(":"):
-            result.pings.append(time.monotonic())
-        elif line.startswith("id:"):
-            event_id = int(line[3:].strip())
-        elif line.startswith("retry:"):
-            result.retry = int(line[6:].strip())
-        elif line.startswith("data:"):
-            data_lines.append(line[5:].strip())
-        elif line == "" and data_lines:
-            result.events.append(
-                SSEEvent(event_id, json.loads("\n".join(data_lines)), time.monotonic())
-            )
-            data_lines, event_id = [], None
-            if stop_after is not None and len(result.events) >= stop_after:
-                break
-            if result.events[-1].type in ("done", "error"):
-                break
-    return result
+STREAM_PATH = "/api/ai/chat/stream/"
 
 
 class ChatClient:
-    """One logged-in browser-like user of c3-app (cookie jar) plus the stream service."""
+    """One logged-in browser-like user of c3-app (cookie jar) plus the stream service.
+
+    The stream endpoints are reached `via` the stream service ("stream", cross-site, with
+    a bearer token like the page) or c3-app's fallback ("app", same-origin, with the
+    session cookie and the CSRF header); each stream request opens a connection of its own.
+    """
 
     def __init__(self, app_url: str, stream_url: str, timeout: float = 60) -> None:
         self.app_url, self.stream_url = app_url, stream_url
@@ -106,6 +42,8 @@ class ChatClient:
     def close(self) -> None:
         self.http.close()
 
+    # -- the session -------------------------------------------------------------------------
+
     def login(self, username: str, password: str) -> None:
         page = self.http.get("/accounts/login/")
         csrf = CSRF_INPUT.search(page.text).group(1)
@@ -116,6 +54,13 @@ class ChatClient:
         )
         assert response.status_code == 302, response.text[:500]
         assert response.headers["location"].endswith("/ai/chat/")
+
+    def use_session(self, session_key: str, host: str) -> None:
+        """Carry a session made elsewhere (Django's force_login), with no form to load."""
+        self.http.cookies.set("sessionid", session_key, domain=host)
+        # A CSRF secret is any 32 letters and digits; Django accepts the same value back in
+        # X-CSRFToken. (Made here so no test depends on a page that renders a form.)
+        self.http.cookies.set("csrftoken", secrets.token_hex(16), domain=host)
 
     def logout(self) -> None:
         self.http.get("/ai/chat/")  # sets a fresh CSRF cookie
@@ -134,6 +79,8 @@ class ChatClient:
         assert response.status_code == 200, response.text
         return response.json()["token"]
 
+    # -- c3-app's JSON API -------------------------------------------------------------------
+
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"X-CSRFToken": self.csrf_token, "Referer": f"{self.app_url}/ai/chat/"}
         headers.update(kwargs.pop("headers", {}))
@@ -145,6 +92,43 @@ class ChatClient:
         assert response.status_code == 200, response.text
         return response.json()["history"]
 
+    def conversations(self) -> list[dict[str, Any]]:
+        response = self.http.get("/api/ai/conversations/")
+        assert response.status_code == 200, response.text
+        return response.json()["conversations"]
+
+    # -- the stream endpoints ----------------------------------------------------------------
+
+    def base_url(self, via: str) -> str:
+        return self.app_url if via == "app" else self.stream_url
+
+    def headers_for(
+        self,
+        via: str,
+        *,
+        token: str | None = None,
+        cookies: bool = False,
+        extra: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """What the page sends: its Origin; the bearer `token` if given; and where the session
+        cookie goes (the app, or `cookies` to the stream service) the CSRF header."""
+        headers = {"Origin": self.app_url}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if via == "app" or cookies:
+            headers["X-CSRFToken"] = self.csrf_token
+            headers["Referer"] = f"{self.app_url}/ai/chat/"
+        headers.update(extra or {})
+        return headers
+
+    def jar_for(self, via: str, *, cookies: bool = False) -> httpx.Cookies | None:
+        """The session cookies go to the app, and to the stream service only if asked."""
+        return self.http.cookies if via == "app" or cookies else None
+
+    def http_for(self, via: str, timeout: float | None = None) -> httpx.Client:
+        """A connection of its own for a hand-made request to `via`."""
+        return httpx.Client(timeout=timeout or self.timeout, cookies=self.jar_for(via))
+
     def stream(
         self,
         body: dict[str, Any] | bytes,
@@ -154,67 +138,97 @@ class ChatClient:
         use_cookies: bool = False,
         headers: dict[str, str] | None = None,
         stop_after: int | None = None,
+        on_event: Callable[[SSEEvent], None] | None = None,
         timeout: float | None = None,
     ) -> StreamResult:
-        """POST to the streaming endpoint of `via` ("stream" service or "app" fallback).
+        """POST a question and read the answer as it streams (`stop_after` events, then drop)."""
+        return request_sse(
+            "POST",
+            f"{self.base_url(via)}{STREAM_PATH}",
+            content=body if isinstance(body, bytes) else json.dumps(body).encode(),
+            headers=self.headers_for(
+                via,
+                token=token,
+                cookies=use_cookies,
+                extra={"Content-Type": "application/json", **(headers or {})},
+            ),
+            cookies=self.jar_for(via, cookies=use_cookies),
+            timeout=timeout or self.timeout,
+            stop_after=stop_after,
+            on_event=on_event,
+        )
 
-        The stream service is called with the bearer token (cross-site, like the page);
-        the app fallback with the session cookie and CSRF header (same-origin).
-        """
-        if via == "app":
-            base, use_cookies = self.app_url, True
-        else:
-            base = self.stream_url
-        send_headers = {"Content-Type": "application/json", "Origin": self.app_url}
-        if token is not None:
-            send_headers["Authorization"] = f"Bearer {token}"
-        if use_cookies:
-            send_headers["X-CSRFToken"] = self.csrf_token
-            send_headers["Referer"] = f"{self.app_url}/ai/chat/"
-        send_headers.update(headers or {})
+    def post_whole(
+        self,
+        body: dict[str, Any] | bytes,
+        *,
+        via: str = "stream",
+        token: str | None = None,
+        session: bool = True,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> StreamResult:
+        """POST and read the whole body at once (for answers refused before streaming);
+        without `session` the app gets the CSRF cookie but no session cookie."""
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        cookies = self.http.cookies if use_cookies else None
-        with (
-            httpx.Client(timeout=timeout or self.timeout, cookies=cookies) as client,
-            client.stream(
-                "POST", f"{base}/api/ai/chat/stream/", content=content, headers=send_headers
-            ) as response,
-        ):
-            return read_sse(response, stop_after=stop_after)
+        send = self.headers_for(
+            via, token=token, extra={"Content-Type": "application/json", **(headers or {})}
+        )
+        jar = self.jar_for(via)
+        if jar is not None and not session:
+            jar = httpx.Cookies({"csrftoken": self.csrf_token})
+        with httpx.Client(timeout=timeout or self.timeout, cookies=jar) as http:
+            response = http.post(
+                f"{self.base_url(via)}{STREAM_PATH}", content=content, headers=send
+            )
+        return parse_sse_body(response.status_code, response.headers, response.content)
 
     def resume(
         self,
         message_id: str,
-        last_event_id: int = 0,
+        last_event_id: int | None = 0,
         *,
         via: str = "stream",
         token: str | None = None,
         query_token: bool = False,
+        query: bool = False,
         cookies: bool = False,
+        on_event: Callable[[SSEEvent], None] | None = None,
         timeout: float | None = None,
+        max_seconds: float | None = None,
     ) -> StreamResult:
-        base = self.app_url if via == "app" else self.stream_url
-        headers = {"Origin": self.app_url, "Last-Event-ID": str(last_event_id)}
-        params = {}
-        if token and query_token:
+        """GET the resume endpoint: Last-Event-ID as a header, or ?last_event_id= (`query`),
+        or neither (None); the token as a bearer, or ?token= (`query_token`)."""
+        headers = self.headers_for(via, token=None if query_token else token, cookies=cookies)
+        params: dict[str, str] = {}
+        if token is not None and query_token:
             params["token"] = token
-        elif token:
-            headers["Authorization"] = f"Bearer {token}"
-        jar = self.http.cookies if via == "app" or cookies else None
-        with (
-            httpx.Client(timeout=timeout or self.timeout, cookies=jar) as client,
-            client.stream(
-                "GET", f"{base}/api/ai/chat/stream/{message_id}/", headers=headers, params=params
-            ) as response,
-        ):
-            return read_sse(response)
-
-    def stop(self, message_id: str, *, token: str, via: str = "stream") -> httpx.Response:
-        base = self.app_url if via == "app" else self.stream_url
-        if via == "app":
-            return self.api("POST", f"/api/ai/chat/stream/{message_id}/stop/")
-        return httpx.post(
-            f"{base}/api/ai/chat/stream/{message_id}/stop/",
-            headers={"Authorization": f"Bearer {token}", "Origin": self.app_url},
-            timeout=self.timeout,
+        if last_event_id is not None:
+            if query:
+                params["last_event_id"] = str(last_event_id)
+            else:
+                headers["Last-Event-ID"] = str(last_event_id)
+        return request_sse(
+            "GET",
+            f"{self.base_url(via)}{STREAM_PATH}{message_id}/",
+            headers=headers,
+            params=params,
+            cookies=self.jar_for(via, cookies=cookies),
+            timeout=timeout or self.timeout,
+            on_event=on_event,
+            max_seconds=max_seconds,
         )
+
+    def stop(
+        self,
+        message_id: str,
+        *,
+        token: str | None = None,
+        via: str = "stream",
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        with self.http_for(via, timeout) as http:
+            return http.post(
+                f"{self.base_url(via)}{STREAM_PATH}{message_id}/stop/",
+                headers=self.headers_for(via, token=token),
+            )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
 from ai_features.models import Conversation, Message
+from tests.support.sse import parse_sse_body
 
 pytestmark = pytest.mark.django_db
 
@@ -27,9 +29,8 @@ def test_stream_endpoint_refuses_with_one_sse_error_event(client: Client) -> Non
     )
     assert response.status_code == 403
     assert response["Content-Type"] == "text/event-stream; charset=utf-8"
-    body = response.content.decode()
-    [data_line] = [line for line in body.splitlines() if line.startswith("data:")]
-    assert json.loads(data_line[5:])["code"] == "csrf_failed"
+    [event] = parse_sse_body(response.status_code, httpx.Headers(), response.content).events
+    assert event.data["code"] == "csrf_failed"
     assert Message.objects.count() == 0
 
 

@@ -1,21 +1,20 @@
-"""Helpers for the fault-injection suite: raw SSE reading with every line kept, polling
-with deadlines, batch-created users, and reads of what the database holds."""
+"""Helpers for the fault-injection suite: users on the one test client, polling with
+deadlines, batch-created users, raw sockets, and reads of what the database holds."""
 
 from __future__ import annotations
 
 import json
-import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 
-from tests.support.chat_client import ChatClient, answer_text
+from tests.support.chat_client import ChatClient
 from tests.support.servers import Stack
+from tests.support.sse import SSEEvent, StreamResult
 
 T = TypeVar("T")
 
@@ -49,148 +48,16 @@ def wait_until(
         time.sleep(interval)
 
 
-# --- SSE ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Event:
-    id: int | None
-    data: dict[str, Any]
-    at: float
-
-    @property
-    def type(self) -> str:
-        return self.data["type"]
-
-
-@dataclass
-class Sse:
-    """Everything a client saw on one response, lines and timing included."""
-
-    status: int
-    headers: httpx.Headers
-    started: float
-    events: list[Event] = field(default_factory=list)
-    pings: list[float] = field(default_factory=list)
-    comments: list[str] = field(default_factory=list)
-    retries: list[int] = field(default_factory=list)
-    # Events that carried a retry: field (by index into events).
-    retry_on: list[int] = field(default_factory=list)
-
-    @property
-    def types(self) -> list[str]:
-        return [e.type for e in self.events]
-
-    @property
-    def ids(self) -> list[int | None]:
-        return [e.id for e in self.events]
-
-    @property
-    def text(self) -> str:
-        return answer_text(self.events)
-
-    @property
-    def final(self) -> Event:
-        assert self.events, "no events at all"
-        assert self.events[-1].type in ("done", "error"), self.types[-5:]
-        return self.events[-1]
-
-    @property
-    def start(self) -> Event:
-        return next(e for e in self.events if e.type == "start")
-
-    @property
-    def message_id(self) -> str:
-        return self.start.data["message_id"]
-
-    @property
-    def conversation_id(self) -> str:
-        return self.start.data["conversation_id"]
-
-    def ended_with_one_final(self) -> bool:
-        return sum(t in ("done", "error") for t in self.types) == 1 and self.types[-1] in (
-            "done",
-            "error",
-        )
-
-
-class SseReader:
-    """Incremental parser for SSE lines (shared by the httpx and raw-socket readers)."""
-
-    def __init__(self, result: Sse) -> None:
-        self.result = result
-        self._id: int | None = None
-        self._data: list[str] = []
-        self._retry = False
-
-    def feed(self, line: str) -> Event | None:
-        result = self.result
-        if line.startswith(":"):
-            result.pings.append(time.monotonic())
-            result.comments.append(line)
-        elif line.startswith("id:"):
-            self._id = int(line[3:].strip())
-        elif line.startswith("retry:"):
-            result.retries.append(int(line[6:].strip()))
-            self._retry = True
-        elif line.startswith("data:"):
-            self._data.append(line[5:].strip())
-        elif line == "" and self._data:
-            event = Event(self._id, json.loads("\n".join(self._data)), time.monotonic())
-            if self._retry:
-                result.retry_on.append(len(result.events))
-            result.events.append(event)
-            self._id, self._data, self._retry = None, [], False
-            return event
-        return None
-
-
-def read_sse(
-    response: httpx.Response,
-    *,
-    stop_after: int | None = None,
-    on_event: Callable[[Event], None] | None = None,
-    max_seconds: float | None = None,
-) -> Sse:
-    """Read until the final event (or `stop_after` events, to simulate a client drop, or
-    `max_seconds`, for a stream that might never end)."""
-    result = Sse(response.status_code, response.headers, started=time.monotonic())
-    reader = SseReader(result)
-    for line in response.iter_lines():
-        if max_seconds is not None and time.monotonic() - result.started > max_seconds:
-            break
-        event = reader.feed(line)
-        if event is None:
-            continue
-        if on_event is not None:
-            on_event(event)
-        if stop_after is not None and len(result.events) >= stop_after:
-            break
-        if event.type in ("done", "error"):
-            break
-    return result
-
-
-def parse_sse_body(status: int, headers: httpx.Headers, body: bytes) -> Sse:
-    result = Sse(status, headers, started=time.monotonic())
-    reader = SseReader(result)
-    for line in [*body.decode().split("\n"), ""]:
-        reader.feed(line.rstrip("\r"))
-    return result
-
-
 class User:
-    """A user with a logged-in session, talking to both services."""
+    """A user with a logged-in session, talking to both services through the one test
+    client (`client`); stream requests carry the user's token where they go to the
+    stream service."""
 
     def __init__(self, stack: Stack, username: str, session_key: str) -> None:
         self.stack = stack
         self.username = username
         self.client = ChatClient(stack.app_url, stack.stream_url, timeout=30)
-        cookies = self.client.http.cookies
-        cookies.set("sessionid", session_key, domain=stack.app_host)
-        # A CSRF secret is any 32 letters and digits; Django accepts the same value back in
-        # X-CSRFToken. (Made here so no test depends on a page that renders a form.)
-        cookies.set("csrftoken", secrets.token_hex(16), domain=stack.app_host)
+        self.client.use_session(session_key, stack.app_host)
         # Also proves the session works.
         self._token: str | None = self.client.token()
 
@@ -203,24 +70,19 @@ class User:
     def close(self) -> None:
         self.client.close()
 
-    # -- the streaming API, returning `Sse` ------------------------------------------------
+    # -- the streaming API, returning `StreamResult` -----------------------------------------
+
+    def bearer(self, via: str) -> str | None:
+        return self.token if via == "stream" else None
 
     def base_url(self, via: str) -> str:
-        return self.stack.app_url if via == "app" else self.stack.stream_url
+        return self.client.base_url(via)
 
     def headers_for(self, via: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Origin": self.stack.app_url}
-        if via == "app":
-            headers["X-CSRFToken"] = self.client.csrf_token
-            headers["Referer"] = f"{self.stack.app_url}/ai/chat/"
-        else:
-            headers["Authorization"] = f"Bearer {self.token}"
-        headers.update(extra or {})
-        return headers
+        return self.client.headers_for(via, token=self.bearer(via), extra=extra)
 
     def http_for(self, via: str, timeout: float) -> httpx.Client:
-        cookies = self.client.http.cookies if via == "app" else None
-        return httpx.Client(timeout=timeout, cookies=cookies)
+        return self.client.http_for(via, timeout)
 
     def post_stream(
         self,
@@ -228,21 +90,17 @@ class User:
         *,
         via: str = "stream",
         stop_after: int | None = None,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[SSEEvent], None] | None = None,
         timeout: float = 30,
-    ) -> Sse:
-        content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers = self.headers_for(via, {"Content-Type": "application/json"})
-        with (
-            self.http_for(via, timeout) as http,
-            http.stream(
-                "POST",
-                f"{self.base_url(via)}/api/ai/chat/stream/",
-                content=content,
-                headers=headers,
-            ) as response,
-        ):
-            return read_sse(response, stop_after=stop_after, on_event=on_event)
+    ) -> StreamResult:
+        return self.client.stream(
+            body,
+            via=via,
+            token=self.bearer(via),
+            stop_after=stop_after,
+            on_event=on_event,
+            timeout=timeout,
+        )
 
     def post_whole(
         self,
@@ -251,22 +109,16 @@ class User:
         via: str = "stream",
         headers: dict[str, str] | None = None,
         authenticated: bool = True,
-    ) -> Sse:
+    ) -> StreamResult:
         """POST and read the whole body (for answers refused before streaming)."""
-        content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        send = self.headers_for(via, {"Content-Type": "application/json", **(headers or {})})
-        if not authenticated:
-            send.pop("Authorization", None)
-        http = (
-            self.http_for(via, 30)
-            if authenticated or via == "stream"
-            else httpx.Client(timeout=30, cookies={"csrftoken": self.client.csrf_token})
+        return self.client.post_whole(
+            body,
+            via=via,
+            token=self.bearer(via) if authenticated else None,
+            session=authenticated,
+            headers=headers,
+            timeout=30,
         )
-        with http:
-            response = http.post(
-                f"{self.base_url(via)}/api/ai/chat/stream/", content=content, headers=send
-            )
-        return parse_sse_body(response.status_code, response.headers, response.content)
 
     def resume(
         self,
@@ -277,42 +129,25 @@ class User:
         query: bool = False,
         query_token: bool = False,
         token: str | None = None,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[SSEEvent], None] | None = None,
         timeout: float = 30,
         max_seconds: float | None = None,
-    ) -> Sse:
+    ) -> StreamResult:
         """GET the resume endpoint; Last-Event-ID as a header, or ?last_event_id= (query)."""
-        headers = self.headers_for(via)
-        params: dict[str, str] = {}
-        if last_event_id is not None:
-            if query:
-                params["last_event_id"] = str(last_event_id)
-            else:
-                headers["Last-Event-ID"] = str(last_event_id)
-        if via == "stream":
-            bearer = token or self.token
-            if query_token:
-                headers.pop("Authorization")
-                params["token"] = bearer
-            else:
-                headers["Authorization"] = f"Bearer {bearer}"
-        with (
-            self.http_for(via, timeout) as http,
-            http.stream(
-                "GET",
-                f"{self.base_url(via)}/api/ai/chat/stream/{message_id}/",
-                headers=headers,
-                params=params,
-            ) as response,
-        ):
-            return read_sse(response, on_event=on_event, max_seconds=max_seconds)
+        return self.client.resume(
+            message_id,
+            last_event_id,
+            via=via,
+            token=(token or self.token) if via == "stream" else None,
+            query=query,
+            query_token=query_token,
+            on_event=on_event,
+            timeout=timeout,
+            max_seconds=max_seconds,
+        )
 
     def stop(self, message_id: str, *, via: str = "stream") -> httpx.Response:
-        with self.http_for(via, 10) as http:
-            return http.post(
-                f"{self.base_url(via)}/api/ai/chat/stream/{message_id}/stop/",
-                headers=self.headers_for(via),
-            )
+        return self.client.stop(message_id, token=self.bearer(via), via=via, timeout=10)
 
     # -- what is stored ----------------------------------------------------------------------
 
@@ -320,9 +155,7 @@ class User:
         return self.client.history(conversation_id)
 
     def conversations(self) -> list[dict[str, Any]]:
-        response = self.client.http.get("/api/ai/conversations/")
-        assert response.status_code == 200, response.text
-        return response.json()["conversations"]
+        return self.client.conversations()
 
     def message_count(self) -> int:
         """Every message the user has, across all conversations."""

@@ -11,9 +11,10 @@ import uuid
 import pytest
 
 from tests.support.fake_upstream import directive, expected_text
+from tests.support.sse import parse_sse_body
 
 from .conftest import PROFILES
-from .helpers import LEAK_MARKERS, parse_sse_body, raw_request, read_body, read_head
+from .helpers import LEAK_MARKERS, raw_request, read_body, read_head
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,7 @@ import pytest
 from ai_features.chat.service import REPLAY_ID_BASE
 from tests.support.coalesced import assert_ids_increase
 from tests.support.fake_upstream import directive, expected_text
-
-from .helpers import parse_sse_body
+from tests.support.sse import parse_sse_body
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,7 @@ import pytest
 
 from ai_features.chat.text import TextNormalizer
 from tests.support.fake_upstream import RAW_CHUNKS, directive
-
-from .helpers import Sse
+from tests.support.sse import StreamResult
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +37,7 @@ def stored_row(stack, message_id: str) -> dict:
     return json.loads(next(x for x in out if x.startswith("ROW="))[len("ROW=") :])
 
 
-def assert_complete(result: Sse) -> None:
+def assert_complete(result: StreamResult) -> None:
     assert result.status == 200
     assert result.types[0] == "start"
     assert result.ended_with_one_final()

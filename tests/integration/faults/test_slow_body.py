@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tests.support.fake_upstream import directive, expected_text
+from tests.support.sse import parse_sse_body
 
 from .conftest import PROFILES
-from .helpers import parse_sse_body, raw_request, read_body, read_head, wait_until
+from .helpers import raw_request, read_body, read_head, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ import pytest
 
 from tests.support.coalesced import assert_ids_increase
 from tests.support.fake_upstream import directive, expected_text
+from tests.support.sse import parse_sse_body
 
 from .bulk_upstream import BULK_TEXT
 from .conftest import PROFILES
 from .helpers import (
-    parse_sse_body,
     process_rss_kib,
     raw_request,
     read_all,
