@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import REDIS_SERVER, RedisServer, redis_server_available
 from tests.support.servers import ARTIFACTS, POSTGRES_ADMIN_DSN, postgres_available
 
@@ -113,3 +114,17 @@ def redis_server() -> Iterator[RedisServer]:
     log_dir.mkdir(parents=True, exist_ok=True)
     with RedisServer(log_dir) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def upstream_server() -> Iterator[FakeUpstream]:
+    """The fake OpenAI-compatible upstream (tests/support/fake_upstream.py), one per module."""
+    with FakeUpstream() as up:
+        yield up
+
+
+@pytest.fixture
+def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
+    """The module's fake upstream, its counters reset for this test."""
+    upstream_server.reset()
+    return upstream_server

@@ -52,13 +52,17 @@ def unit_database(
             connections["default"] = original_connection
 
 
+# No password: hashing one costs more than most of these tests, and none logs in. The
+# database is whatever the test's django_db mark opened (pytest-django's autouse marker
+# fixture comes first); in a module that uses unit_database, set up before any
+# function-scoped fixture, that is the module's SQLite or PostgreSQL database.
 @pytest.fixture
-def alice(db_kind: str) -> Any:
-    """A user on the module's database (SQLite, or PostgreSQL through unit_database)."""
+def alice() -> Any:
+    """A user on the test's database."""
     return get_user_model().objects.create_user("alice")
 
 
 @pytest.fixture
-def bob(db_kind: str) -> Any:
+def bob() -> Any:
     """A second user, for what one user must not see or change of another's."""
     return get_user_model().objects.create_user("bob")

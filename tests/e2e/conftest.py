@@ -102,7 +102,7 @@ class BrowserUser:
 
 
 @pytest.fixture
-def make_user(e2e_stack: Stack, browser) -> Iterator:
+def make_browser_user(e2e_stack: Stack, browser) -> Iterator:
     users: list[BrowserUser] = []
 
     def make(locale: str = "ja-JP", viewport: tuple[int, int] = (1280, 800), **kw) -> BrowserUser:

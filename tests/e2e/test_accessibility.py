@@ -50,8 +50,8 @@ def assert_no_violations(page: Page, where: str) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_login_and_chat_pages_have_no_violations(make_user, e2e_stack, scheme):
-    user = make_user(color_scheme=scheme)
+def test_login_and_chat_pages_have_no_violations(make_browser_user, e2e_stack, scheme):
+    user = make_browser_user(color_scheme=scheme)
     page = user.page
     page.goto(f"{e2e_stack.app_url}/accounts/login/")
     expect(page.locator("#id_username")).to_be_visible()
@@ -99,8 +99,10 @@ def test_login_and_chat_pages_have_no_violations(make_user, e2e_stack, scheme):
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_phone_layout_has_no_violations(make_user, scheme):
-    user = make_user(viewport=(390, 844), is_mobile=True, has_touch=True, color_scheme=scheme)
+def test_phone_layout_has_no_violations(make_browser_user, scheme):
+    user = make_browser_user(
+        viewport=(390, 844), is_mobile=True, has_touch=True, color_scheme=scheme
+    )
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -112,8 +114,8 @@ def test_phone_layout_has_no_violations(make_user, scheme):
     assert_no_violations(page, f"phone, conversation list open ({scheme})")
 
 
-def test_code_blocks_are_reachable_by_keyboard(make_user):
-    user = make_user()
+def test_code_blocks_are_reachable_by_keyboard(make_browser_user):
+    user = make_browser_user()
     user.login()
     chat = ChatPage(user.page)
     answer = chat.send("Show me [[fake reply=markdown]]")

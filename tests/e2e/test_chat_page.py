@@ -16,8 +16,8 @@ from tests.e2e.chat_page import STREAM_TIMEOUT_MS, UI_TIMEOUT_MS, ChatPage, expe
 pytestmark = pytest.mark.e2e
 
 
-def test_login_send_and_watch_the_answer_grow(make_user, e2e_stack, screenshots):
-    user = make_user()
+def test_login_send_and_watch_the_answer_grow(make_browser_user, e2e_stack, screenshots):
+    user = make_browser_user()
     page = user.page
 
     # Log in through the form, as a person does.
@@ -78,8 +78,8 @@ def test_login_send_and_watch_the_answer_grow(make_user, e2e_stack, screenshots)
     assert user.console_errors == []
 
 
-def test_markdown_renders_while_streaming_and_at_the_end(make_user, screenshots):
-    user = make_user()
+def test_markdown_renders_while_streaming_and_at_the_end(make_browser_user, screenshots):
+    user = make_browser_user()
     user.login()
     chat = ChatPage(user.page)
     answer = chat.send("Show me Markdown [[fake reply=markdown pace=0.08]]")
@@ -125,10 +125,10 @@ def test_markdown_renders_while_streaming_and_at_the_end(make_user, screenshots)
     assert user.console_errors == []
 
 
-def test_a_code_block_without_a_language_is_not_coloured_by_a_guess(make_user):
+def test_a_code_block_without_a_language_is_not_coloured_by_a_guess(make_browser_user):
     """Issue 11 defect 6: highlight only a named or confidently detected language. The
     block's text is what highlight.js guesses vbnet or sql for (relevance 3 of >= 10)."""
-    user = make_user()
+    user = make_browser_user()
     user.login()
     chat = ChatPage(user.page)
     answer = chat.send("Unlabelled code [[fake reply=plain_code]]")
@@ -143,8 +143,8 @@ def test_a_code_block_without_a_language_is_not_coloured_by_a_guess(make_user):
     assert user.console_errors == []
 
 
-def test_hostile_answer_is_shown_as_text_and_never_runs(make_user, e2e_stack):
-    user = make_user()
+def test_hostile_answer_is_shown_as_text_and_never_runs(make_browser_user, e2e_stack):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -175,8 +175,8 @@ def test_hostile_answer_is_shown_as_text_and_never_runs(make_user, e2e_stack):
     assert user.console_errors == []
 
 
-def test_stop_keeps_the_partial_answer_after_reload(make_user, e2e_stack, screenshots):
-    user = make_user()
+def test_stop_keeps_the_partial_answer_after_reload(make_browser_user, e2e_stack, screenshots):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -215,8 +215,8 @@ def test_stop_keeps_the_partial_answer_after_reload(make_user, e2e_stack, screen
     assert user.console_errors == []
 
 
-def test_reload_mid_stream_finishes_the_same_answer_once(make_user, e2e_stack):
-    user = make_user()
+def test_reload_mid_stream_finishes_the_same_answer_once(make_browser_user, e2e_stack):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)

@@ -21,8 +21,8 @@ def conversation_ids(page, app_url: str) -> list[str]:
     return [c["id"] for c in response.json()["conversations"]]
 
 
-def test_new_switch_rename_delete(make_user, e2e_stack):
-    user = make_user()
+def test_new_switch_rename_delete(make_browser_user, e2e_stack):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -123,9 +123,9 @@ def test_new_switch_rename_delete(make_user, e2e_stack):
     assert user.console_errors == []
 
 
-def test_rename_survives_a_list_refresh_while_typing(make_user, e2e_stack):
+def test_rename_survives_a_list_refresh_while_typing(make_browser_user, e2e_stack):
     """The list reloads itself after an answer; a rename typed meanwhile must still show."""
-    user = make_user()
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -155,8 +155,8 @@ def test_rename_survives_a_list_refresh_while_typing(make_user, e2e_stack):
     assert user.console_errors == []
 
 
-def test_the_answering_marker_stays_while_switching_away(make_user):
-    user = make_user()
+def test_the_answering_marker_stays_while_switching_away(make_browser_user):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -185,8 +185,8 @@ def test_the_answering_marker_stays_while_switching_away(make_user):
     assert user.console_errors == []
 
 
-def test_delete_all_asks_first_then_deletes_everything(make_user, e2e_stack):
-    user = make_user(locale="en-US")
+def test_delete_all_asks_first_then_deletes_everything(make_browser_user, e2e_stack):
+    user = make_browser_user(locale="en-US")
     user.login()
     page = user.page
     chat = ChatPage(page)

@@ -35,9 +35,9 @@ def e2e_stack(module_tmp: Path) -> Iterator[Stack]:
     ],
 )
 def test_the_demo_answers_in_the_interface_language_and_one_model_hides_the_picker(
-    make_user, locale, says, never
+    make_browser_user, locale, says, never
 ):
-    user = make_user(locale=locale)
+    user = make_browser_user(locale=locale)
     user.login()
     chat = ChatPage(user.page)
     # One model: nothing to pick, so no picker (it is in the DOM, hidden).

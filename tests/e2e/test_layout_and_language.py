@@ -14,8 +14,8 @@ pytestmark = pytest.mark.e2e
 PHONE = (360, 740)
 
 
-def test_english_browser_gets_the_english_ui(make_user, screenshots):
-    user = make_user(locale="en-US")
+def test_english_browser_gets_the_english_ui(make_browser_user, screenshots):
+    user = make_browser_user(locale="en-US")
     page = user.page
     page.goto(f"{user.stack.app_url}/accounts/login/")
     expect(page.locator("html")).to_have_attribute("lang", "en")
@@ -43,8 +43,8 @@ def test_english_browser_gets_the_english_ui(make_user, screenshots):
     assert user.console_errors == []
 
 
-def test_japanese_browser_and_the_language_switch(make_user):
-    user = make_user(locale="ja-JP")
+def test_japanese_browser_and_the_language_switch(make_browser_user):
+    user = make_browser_user(locale="ja-JP")
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -76,8 +76,8 @@ def test_japanese_browser_and_the_language_switch(make_user):
     assert user.console_errors == []
 
 
-def test_phone_layout(make_user, screenshots):
-    user = make_user(viewport=PHONE, is_mobile=True, has_touch=True)
+def test_phone_layout(make_browser_user, screenshots):
+    user = make_browser_user(viewport=PHONE, is_mobile=True, has_touch=True)
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -136,8 +136,8 @@ def test_phone_layout(make_user, screenshots):
     assert user.console_errors == []
 
 
-def test_dark_mode(make_user, screenshots):
-    user = make_user(color_scheme="dark")
+def test_dark_mode(make_browser_user, screenshots):
+    user = make_browser_user(color_scheme="dark")
     user.login()
     page = user.page
     chat = ChatPage(page)

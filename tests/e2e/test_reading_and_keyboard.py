@@ -50,8 +50,8 @@ def gap_to_bottom(chat: ChatPage) -> float:
     )
 
 
-def test_the_second_long_answer_is_followed_until_the_user_scrolls(make_user):
-    user = make_user(viewport=(1100, 620))
+def test_the_second_long_answer_is_followed_until_the_user_scrolls(make_browser_user):
+    user = make_browser_user(viewport=(1100, 620))
     user.login()
     chat = ChatPage(user.page)
 
@@ -89,8 +89,8 @@ def test_the_second_long_answer_is_followed_until_the_user_scrolls(make_user):
     expect(chat.page.locator("#scroll-to-bottom")).to_be_visible()
 
 
-def test_focus_returns_to_the_input_after_stop_and_delete(make_user):
-    user = make_user()
+def test_focus_returns_to_the_input_after_stop_and_delete(make_browser_user):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -121,8 +121,8 @@ def test_focus_returns_to_the_input_after_stop_and_delete(make_user):
     assert user.console_errors == []
 
 
-def test_shortcuts_and_their_help_dialog(make_user):
-    user = make_user(locale="en-US")
+def test_shortcuts_and_their_help_dialog(make_browser_user):
+    user = make_browser_user(locale="en-US")
     user.login()
     page = user.page
     chat = ChatPage(page)

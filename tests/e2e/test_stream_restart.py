@@ -69,10 +69,10 @@ def visible_chars(chat: ChatPage, answer) -> int:
 
 
 def test_a_killed_and_restarted_stream_service_leaves_the_shown_text_and_ends_interrupted(
-    e2e_stack, make_user
+    e2e_stack, make_browser_user
 ):
     stack = e2e_stack
-    user = make_user()
+    user = make_browser_user()
     user.login()
     chat = ChatPage(user.page)
     answer = chat.send("doomed " + LONG)

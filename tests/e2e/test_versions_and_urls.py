@@ -43,8 +43,8 @@ def roles_and_texts(body: dict) -> list[tuple[str, str]]:
     return [(m["role"], strip_directives(str(m["content"])).strip()) for m in body["messages"]]
 
 
-def test_regenerate_in_place_keeps_one_question_and_both_versions(make_user, e2e_stack):
-    user = make_user()
+def test_regenerate_in_place_keeps_one_question_and_both_versions(make_browser_user, e2e_stack):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -81,8 +81,8 @@ def test_regenerate_in_place_keeps_one_question_and_both_versions(make_user, e2e
     assert user.console_errors == []
 
 
-def test_edit_and_resend_sends_only_the_edited_question(make_user, e2e_stack):
-    user = make_user()
+def test_edit_and_resend_sends_only_the_edited_question(make_browser_user, e2e_stack):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -118,8 +118,8 @@ def test_edit_and_resend_sends_only_the_edited_question(make_user, e2e_stack):
     assert user.console_errors == []
 
 
-def test_a_url_per_conversation_with_back_and_forward(make_user, e2e_stack, browser):
-    user = make_user()
+def test_a_url_per_conversation_with_back_and_forward(make_browser_user, e2e_stack, browser):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -151,15 +151,15 @@ def test_a_url_per_conversation_with_back_and_forward(make_user, e2e_stack, brow
     other_tab.close()
 
     # Another user gets a 404 for it.
-    stranger = make_user()
+    stranger = make_browser_user()
     stranger.login()
     response = stranger.page.goto(f"{e2e_stack.app_url}/ai/chat/{alpha_id}/")
     assert response is not None and response.status == 404
     assert user.console_errors == []
 
 
-def test_search_narrows_the_list(make_user):
-    user = make_user()
+def test_search_narrows_the_list(make_browser_user):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -190,8 +190,8 @@ def test_search_narrows_the_list(make_user):
     assert user.console_errors == []
 
 
-def test_the_model_picker_and_the_instructions_reach_the_model(make_user, e2e_stack):
-    user = make_user(locale="en-US")
+def test_the_model_picker_and_the_instructions_reach_the_model(make_browser_user, e2e_stack):
+    user = make_browser_user(locale="en-US")
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -236,8 +236,8 @@ def test_the_model_picker_and_the_instructions_reach_the_model(make_user, e2e_st
     assert user.console_errors == []
 
 
-def test_export_downloads_parse(make_user, e2e_stack, tmp_path):
-    user = make_user(accept_downloads=True)
+def test_export_downloads_parse(make_browser_user, e2e_stack, tmp_path):
+    user = make_browser_user(accept_downloads=True)
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -263,8 +263,8 @@ def test_export_downloads_parse(make_user, e2e_stack, tmp_path):
     assert user.console_errors == []
 
 
-def test_new_chat_clicks_create_no_rows(make_user, e2e_stack):
-    user = make_user()
+def test_new_chat_clicks_create_no_rows(make_browser_user, e2e_stack):
+    user = make_browser_user()
     user.login()
     page = user.page
     chat = ChatPage(page)
@@ -278,10 +278,10 @@ def test_new_chat_clicks_create_no_rows(make_user, e2e_stack):
     assert user.console_errors == []
 
 
-def test_back_after_logging_in_goes_to_the_chat(make_user, e2e_stack):
+def test_back_after_logging_in_goes_to_the_chat(make_browser_user, e2e_stack):
     """Issue 11 defect 4: Back to the login page once logged in shows the chat, not the
     login form with "Your account doesn't have access to this page"."""
-    user = make_user(locale="en-US")
+    user = make_browser_user(locale="en-US")
     page = user.page
     page.goto(f"{e2e_stack.app_url}/ai/chat/")  # anonymous: sent to the login form
     expect(page).to_have_url(re.compile(r"/accounts/login/\?next="))

@@ -55,17 +55,17 @@ print(json.dumps(out))
 
 
 @pytest.fixture
-def stack(db_kind: str, tmp_path: Path) -> Iterator[Stack]:
+def unstarted_stack(db_kind: str, tmp_path: Path) -> Iterator[Stack]:
     with Database(db_kind, tmp_path) as database:
         yield Stack(database, tmp_path)  # not started: only manage.py is used
 
 
-def test_existing_conversations_become_one_line_of_versions(stack: Stack) -> None:
-    stack.manage("migrate", "ai_features", "0001", "--noinput", "-v", "0")
-    stack.manage("shell", "-c", SEED)
-    stack.manage("migrate", "--noinput", "-v", "0")
+def test_existing_conversations_become_one_line_of_versions(unstarted_stack: Stack) -> None:
+    unstarted_stack.manage("migrate", "ai_features", "0001", "--noinput", "-v", "0")
+    unstarted_stack.manage("shell", "-c", SEED)
+    unstarted_stack.manage("migrate", "--noinput", "-v", "0")
 
-    result = json.loads(stack.manage("shell", "-c", CHECK).stdout.splitlines()[-1])
+    result = json.loads(unstarted_stack.manage("shell", "-c", CHECK).stdout.splitlines()[-1])
 
     # From the message on screen up to the root: the newest answer first.
     line = ["a2", "q2", "a1", "first question"]

@@ -27,7 +27,8 @@ def same_host_stack(db_kind: str, module_tmp: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def client(same_host_stack: Stack) -> Iterator[ChatClient]:
+def same_host_client(same_host_stack: Stack) -> Iterator[ChatClient]:
+    """A user logged in on the same-host stack."""
     same_host_stack.create_user("samehost", "pw-Secret-123")
     client = ChatClient(same_host_stack.app_url, same_host_stack.stream_url)
     client.login("samehost", "pw-Secret-123")
@@ -35,29 +36,29 @@ def client(same_host_stack: Stack) -> Iterator[ChatClient]:
     client.close()
 
 
-def test_session_cookie_and_csrf_stream_without_a_token(client: ChatClient) -> None:
+def test_session_cookie_and_csrf_stream_without_a_token(same_host_client: ChatClient) -> None:
     message = "cookie path " + directive(tokens=5)
-    result = client.stream({"message": message}, use_cookies=True)
+    result = same_host_client.stream({"message": message}, use_cookies=True)
     assert result.status == 200
     assert result.final.type == "done"
     assert result.text == expected_text(message)
-    stored = client.history(result.first("start").data["conversation_id"])
+    stored = same_host_client.history(result.first("start").data["conversation_id"])
     assert [m["content"] for m in stored] == [message, expected_text(message)]
 
     # The same cookie without Django's CSRF token is refused, and nothing is stored.
-    refused = client.stream(
+    refused = same_host_client.stream(
         {"message": "no csrf"}, use_cookies=True, headers={"X-CSRFToken": "wrong" * 8}
     )
     assert refused.status == 403
     assert [e.data["code"] for e in refused.events] == ["csrf_failed"]
-    assert len(client.history(result.first("start").data["conversation_id"])) == 2
+    assert len(same_host_client.history(result.first("start").data["conversation_id"])) == 2
 
     # The resume endpoint takes the cookie too (EventSource sends it on the same site).
-    resumed = client.resume(result.message_id, 0, cookies=True)
+    resumed = same_host_client.resume(result.message_id, 0, cookies=True)
     assert resumed.text == expected_text(message)
 
     # After logout the cookie no longer opens a stream.
-    client.logout()
-    gone = client.stream({"message": "after logout"}, use_cookies=True)
+    same_host_client.logout()
+    gone = same_host_client.stream({"message": "after logout"}, use_cookies=True)
     assert gone.status == 401
     assert [e.data["code"] for e in gone.events] == ["unauthenticated"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -26,19 +25,6 @@ from tests.support.fake_upstream import (
 USAGE = {"include_usage": True}
 # Tests that start the fake server (see the markers in pyproject.toml).
 integration = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as up:
-        yield up
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request: pytest.FixtureRequest) -> None:
-    # Counters are per test; only reset when a test actually uses the server.
-    if "upstream" in request.fixturenames:
-        request.getfixturevalue("upstream").reset()
 
 
 def client(up: FakeUpstream, **kwargs: Any) -> openai.AsyncOpenAI:

@@ -206,17 +206,6 @@ def conversation_ids(user: AbstractBaseUser) -> list[str]:
     return [str(pk) for pk in Conversation.objects.filter(owner=user).values_list("pk", flat=True)]
 
 
-# No password: hashing one costs more than most of these tests, and none logs in.
-@pytest.fixture
-def alice(transactional_db: None) -> AbstractBaseUser:
-    return User.objects.create_user("alice")
-
-
-@pytest.fixture
-def bob(transactional_db: None) -> AbstractBaseUser:
-    return User.objects.create_user("bob")
-
-
 # --- one answer, start to end ----------------------------------------------------------------
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -19,17 +18,6 @@ from tests.support.fake_upstream import FakeUpstream, directive, expected_chunks
 pytestmark = pytest.mark.integration
 
 API_KEY = "sk-test-provider-secret-0123456789"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as up:
-        yield up
-
-
-@pytest.fixture(autouse=True)
-def _fresh(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 def provider_for(

@@ -44,7 +44,9 @@ def token(transactional_db: None) -> str:
 
 
 @pytest.fixture
-def client(token: str) -> Iterator[TestClient]:
+def stream_client(token: str) -> Iterator[TestClient]:
+    """The stream service in process (Starlette's TestClient), started once `token`'s user and
+    session are in the database."""
     with TestClient(create_app(), raise_server_exceptions=False) as client:
         yield client
 
@@ -74,10 +76,10 @@ stream_bodies = st.one_of(
 @PROPERTY
 @given(body=stream_bodies, authorization=st.none() | header_text)
 def test_stream_body_and_authorization(
-    client: TestClient, token: str, body: bytes, authorization: str | None
+    stream_client: TestClient, token: str, body: bytes, authorization: str | None
 ) -> None:
     auth = f"Bearer {token}" if authorization is None else authorization
-    response = client.post(
+    response = stream_client.post(
         "/api/ai/chat/stream/",
         content=body,
         headers={"Authorization": latin1(auth), "Content-Type": "application/json"},
@@ -88,9 +90,14 @@ def test_stream_body_and_authorization(
 @PROPERTY
 @given(message_id=ids, header=header_text, query=number_text, query_token=url_text)
 def test_resume_path_header_and_query(
-    client: TestClient, token: str, message_id: str, header: str, query: str, query_token: str
+    stream_client: TestClient,
+    token: str,
+    message_id: str,
+    header: str,
+    query: str,
+    query_token: str,
 ) -> None:
-    response = client.get(
+    response = stream_client.get(
         f"/api/ai/chat/stream/{path_id(message_id)}/"
         f"?last_event_id={quote(query, safe='')}&token={quote(query_token, safe='')}",
         headers={"Authorization": f"Bearer {token}", "Last-Event-ID": latin1(header)},
@@ -100,13 +107,13 @@ def test_resume_path_header_and_query(
 
 @PROPERTY
 @given(message_id=ids, cookie=header_text)
-def test_stop_path_and_cookie(client: TestClient, token: str, message_id: str, cookie: str):
-    response = client.post(
+def test_stop_path_and_cookie(stream_client: TestClient, token: str, message_id: str, cookie: str):
+    response = stream_client.post(
         f"/api/ai/chat/stream/{path_id(message_id)}/stop/",
         headers={"Cookie": latin1(f"sessionid={cookie}"), "Origin": "http://testserver"},
     )
     assert_not_5xx(response)
-    response = client.post(
+    response = stream_client.post(
         f"/api/ai/chat/stream/{path_id(message_id)}/stop/",
         headers={"Authorization": f"Bearer {token}"},
     )

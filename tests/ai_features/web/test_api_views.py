@@ -34,7 +34,8 @@ PROPERTY = settings(
 
 
 @pytest.fixture
-def client(transactional_db: None) -> Client:
+def owner_client(transactional_db: None) -> Client:
+    """Django's test client logged in as a user who owns one conversation."""
     user = get_user_model().objects.create_user("prop")
     conversation = Conversation.objects.create(owner=user, title="kept")
     Message.objects.create(conversation=conversation, role="user", content="kept")
@@ -60,8 +61,8 @@ def path_id(value: str) -> str:
 
 @PROPERTY
 @given(conversation_id=url_text, limit=number_text, method=st.sampled_from(["get", "delete"]))
-def test_history_query_fields(client: Client, conversation_id: str, limit: str, method: str):
-    response = getattr(client, method)(
+def test_history_query_fields(owner_client: Client, conversation_id: str, limit: str, method: str):
+    response = getattr(owner_client, method)(
         "/api/ai/chat/history/?"
         + f"conversation_id={quote(conversation_id, safe='')}&limit={quote(limit, safe='')}"
     )
@@ -78,8 +79,8 @@ def test_history_query_fields(client: Client, conversation_id: str, limit: str, 
         st.fixed_dictionaries({"confirm": json_values}).map(json_bytes),
     ),
 )
-def test_conversation_list_bodies(client: Client, method: str, body: bytes) -> None:
-    response = client.generic(
+def test_conversation_list_bodies(owner_client: Client, method: str, body: bytes) -> None:
+    response = owner_client.generic(
         method.upper(), "/api/ai/conversations/", data=body, content_type="application/json"
     )
     assert_not_5xx(response)
@@ -95,9 +96,9 @@ def test_conversation_list_bodies(client: Client, method: str, body: bytes) -> N
     body=st.fixed_dictionaries({"title": json_values}).map(json_bytes) | st.binary(max_size=100),
 )
 def test_conversation_detail_path_and_body(
-    client: Client, conversation_id: str, method: str, body: bytes
+    owner_client: Client, conversation_id: str, method: str, body: bytes
 ) -> None:
-    response = client.generic(
+    response = owner_client.generic(
         method.upper(),
         f"/api/ai/conversations/{path_id(conversation_id)}/",
         data=body,
@@ -109,9 +110,9 @@ def test_conversation_detail_path_and_body(
 @PROPERTY
 @given(message_id=ids, header=header_text, query=number_text)
 def test_resume_path_header_and_query(
-    client: Client, message_id: str, header: str, query: str
+    owner_client: Client, message_id: str, header: str, query: str
 ) -> None:
-    response = client.get(
+    response = owner_client.get(
         f"/api/ai/chat/stream/{path_id(message_id)}/?last_event_id={quote(query, safe='')}",
         headers={"Last-Event-ID": header},
     )
@@ -120,8 +121,8 @@ def test_resume_path_header_and_query(
 
 @PROPERTY
 @given(message_id=ids)
-def test_stop_path(client: Client, message_id: str) -> None:
-    assert_not_5xx(client.post(f"/api/ai/chat/stream/{path_id(message_id)}/stop/"))
+def test_stop_path(owner_client: Client, message_id: str) -> None:
+    assert_not_5xx(owner_client.post(f"/api/ai/chat/stream/{path_id(message_id)}/stop/"))
 
 
 # Every field of the body, with a conversation id that never names a conversation: nothing
@@ -136,8 +137,8 @@ stream_bodies = st.one_of(
 
 @PROPERTY
 @given(body=stream_bodies)
-def test_stream_body_fields(client: Client, body: bytes) -> None:
-    response = client.post("/api/ai/chat/stream/", data=body, content_type="application/json")
+def test_stream_body_fields(owner_client: Client, body: bytes) -> None:
+    response = owner_client.post("/api/ai/chat/stream/", data=body, content_type="application/json")
     assert_not_5xx(response)
 
 
@@ -145,19 +146,19 @@ def test_stream_body_fields(client: Client, body: bytes) -> None:
 
 
 @pytest.mark.parametrize("query", ["", "?conversation_id=", "?conversation_id=abc"])
-def test_clearing_history_without_a_valid_id_deletes_nothing(client: Client, query: str):
-    response = client.delete("/api/ai/chat/history/" + query)
+def test_clearing_history_without_a_valid_id_deletes_nothing(owner_client: Client, query: str):
+    response = owner_client.delete("/api/ai/chat/history/" + query)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_request"
     assert Message.objects.filter(content="kept").exists()
 
 
-def test_deleting_everything_takes_the_confirmation(client: Client) -> None:
-    refused = client.delete(
+def test_deleting_everything_takes_the_confirmation(owner_client: Client) -> None:
+    refused = owner_client.delete(
         "/api/ai/conversations/", data=b'{"confirm": "DELETE_ALL"}', content_type="application/json"
     )
     assert refused.status_code == 400
-    done = client.delete(
+    done = owner_client.delete(
         "/api/ai/conversations/", data=b'{"confirm": "delete_all"}', content_type="application/json"
     )
     assert done.status_code == 200

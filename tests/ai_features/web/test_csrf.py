@@ -16,15 +16,16 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def client() -> Client:
+def csrf_client() -> Client:
+    """Django's test client, logged in, that checks CSRF as a browser's request would be."""
     user = get_user_model().objects.create_user("csrf-user", password="pw-Secret-123")
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     return client
 
 
-def test_stream_endpoint_refuses_with_one_sse_error_event(client: Client) -> None:
-    response = client.post(
+def test_stream_endpoint_refuses_with_one_sse_error_event(csrf_client: Client) -> None:
+    response = csrf_client.post(
         "/api/ai/chat/stream/", data=json.dumps({"message": "hi"}), content_type="application/json"
     )
     assert response.status_code == 403
@@ -34,8 +35,8 @@ def test_stream_endpoint_refuses_with_one_sse_error_event(client: Client) -> Non
     assert Message.objects.count() == 0
 
 
-def test_json_api_refuses_with_a_json_error(client: Client) -> None:
-    response = client.post(
+def test_json_api_refuses_with_a_json_error(csrf_client: Client) -> None:
+    response = csrf_client.post(
         "/api/ai/conversations/", data=json.dumps({"title": "x"}), content_type="application/json"
     )
     assert response.status_code == 403
@@ -43,8 +44,8 @@ def test_json_api_refuses_with_a_json_error(client: Client) -> None:
     assert Conversation.objects.count() == 0
 
 
-def test_pages_keep_djangos_own_csrf_page(client: Client) -> None:
-    response = client.post("/accounts/logout/")
+def test_pages_keep_djangos_own_csrf_page(csrf_client: Client) -> None:
+    response = csrf_client.post("/accounts/logout/")
     assert response.status_code == 403
     assert response["Content-Type"].startswith("text/html")
 
