@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,6 +115,16 @@ def redis_server() -> Iterator[RedisServer]:
     log_dir.mkdir(parents=True, exist_ok=True)
     with RedisServer(log_dir) as server:
         yield server
+
+
+@pytest.fixture
+def redis_url(settings: Any, redis_server: RedisServer) -> str:
+    """settings.REDIS_URL pointing at the module's redis-server, started again if an earlier
+    test of the module stopped it."""
+    if not redis_server.running:
+        redis_server.start()
+    settings.REDIS_URL = redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,7 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def redis_settings(settings, redis_server: RedisServer):
-    if not redis_server.running:
-        redis_server.start()
-    settings.REDIS_URL = redis_server.url
+def redis_settings(settings, redis_url: str):
     settings.REDIS_TIMEOUT_SECONDS = 0.5
     settings.REDIS_RETRY_SECONDS = 0.3
     return settings

@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from django.conf import settings
 
 from tests.support.chat_client import ChatClient
 from tests.support.fake_upstream import directive
 from tests.support.servers import Stack, running_stack
+from tests.support.sse import StreamResult
 
 pytestmark = pytest.mark.integration
 
@@ -53,17 +55,30 @@ def turn(client: ChatClient, token: str, body: dict[str, Any], via: str = "strea
     return result
 
 
+def two_turns(
+    client: ChatClient, token: str, q2: str, via: str
+) -> tuple[str, StreamResult, str, StreamResult]:
+    """A new conversation of two questions and their answers: (q1, first, its id, second)."""
+    q1 = "q1 " + directive(tokens=2)
+    first = turn(client, token, {"message": q1, "new_conversation": True}, via)
+    conversation_id = first.first("start").data["conversation_id"]
+    second = turn(client, token, {"message": q2, "conversation_id": conversation_id}, via)
+    return q1, first, conversation_id, second
+
+
+def make_current(client: ChatClient, conversation_id: str, **body: str) -> httpx.Response:
+    """Make a message the conversation's current version (what the page's arrows do)."""
+    return client.api("POST", f"/api/ai/conversations/{conversation_id}/current/", json=body)
+
+
 @pytest.mark.parametrize("via", ["stream", "app"])
 def test_regenerate_keeps_one_question_and_sends_only_the_path_above_it(
     stack: Stack, make_client: Any, via: str
 ) -> None:
     client = make_client()
     token = client.token()
-    q1 = "q1 " + directive(tokens=2)
-    first = turn(client, token, {"message": q1, "new_conversation": True}, via)
-    conversation_id = first.first("start").data["conversation_id"]
     q2 = "q2 " + directive(echo=1)
-    second = turn(client, token, {"message": q2, "conversation_id": conversation_id}, via)
+    q1, first, conversation_id, second = two_turns(client, token, q2, via)
 
     stack.upstream.reset()
     again = turn(
@@ -98,11 +113,7 @@ def test_regenerate_keeps_one_question_and_sends_only_the_path_above_it(
     assert shown["conversation"]["current_message_id"] == again.message_id
 
     # Back to the first answer (1/2): it is on screen, and the next question follows it.
-    switched = client.api(
-        "POST",
-        f"/api/ai/conversations/{conversation_id}/current/",
-        json={"message_id": second.message_id},
-    )
+    switched = make_current(client, conversation_id, message_id=second.message_id)
     assert switched.status_code == 200, switched.text
     items = switched.json()["history"]
     assert [m["id"] for m in items][-1] == second.message_id
@@ -132,11 +143,8 @@ def test_edit_sends_the_edited_question_only_and_keeps_the_original_as_a_version
 ) -> None:
     client = make_client()
     token = client.token()
-    q1 = "q1 " + directive(tokens=2)
-    first = turn(client, token, {"message": q1, "new_conversation": True}, via)
-    conversation_id = first.first("start").data["conversation_id"]
     q2 = "original " + directive(tokens=3)
-    second = turn(client, token, {"message": q2, "conversation_id": conversation_id}, via)
+    q1, first, conversation_id, second = two_turns(client, token, q2, via)
     original_question = second.first("start").data["user_message_id"]
 
     stack.upstream.reset()
@@ -167,11 +175,7 @@ def test_edit_sends_the_edited_question_only_and_keeps_the_original_as_a_version
     assert items[3]["versions"]["count"] == 1  # the new question's own answer
 
     # Switching back to the original question shows its own answer below it.
-    switched = client.api(
-        "POST",
-        f"/api/ai/conversations/{conversation_id}/current/",
-        json={"message_id": original_question},
-    )
+    switched = make_current(client, conversation_id, message_id=original_question)
     assert [m["content"] for m in switched.json()["history"]] == [q1, first.text, q2, second.text]
 
 
@@ -207,11 +211,7 @@ def test_versions_refuse_foreign_and_wrong_messages(stack: Stack, make_client: A
     assert bob.stream({"regenerate_message_id": first.message_id}, token=bob_token).status == 404
     body = {"message": "x", "edit_message_id": question_id}
     assert bob.stream(body, token=bob_token).status == 404
-    switch = bob.api(
-        "POST",
-        f"/api/ai/conversations/{conversation_id}/current/",
-        json={"message_id": first.message_id},
-    )
+    switch = make_current(bob, conversation_id, message_id=first.message_id)
     assert switch.status_code == 404
     # Alice: a question is not an answer to regenerate, an answer is not a question to edit.
     wrong = alice.stream({"regenerate_message_id": question_id}, token=token)
@@ -222,16 +222,9 @@ def test_versions_refuse_foreign_and_wrong_messages(stack: Stack, make_client: A
     other = turn(
         alice, token, {"message": "other " + directive(tokens=1), "new_conversation": True}
     )
-    switch = alice.api(
-        "POST",
-        f"/api/ai/conversations/{conversation_id}/current/",
-        json={"message_id": other.message_id},
-    )
+    switch = make_current(alice, conversation_id, message_id=other.message_id)
     assert switch.status_code == 404
-    assert (
-        alice.api("POST", f"/api/ai/conversations/{conversation_id}/current/", json={}).status_code
-        == 400
-    )
+    assert make_current(alice, conversation_id).status_code == 400
     # Nothing was stored by the refused requests.
     assert len(history(alice, conversation_id)["history"]) == 2
 

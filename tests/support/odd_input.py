@@ -3,7 +3,19 @@ the real-server properties (no 5xx from any query, header, path or body field)."
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import quote
+
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+# The in-process properties: fixtures (a database user, a client) are made once per test,
+# not per example, which is what they are for.
+IN_PROCESS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 # Every code point, surrogates and NUL included: what JSON and percent-encoding can carry.
 any_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=40)
@@ -32,3 +44,12 @@ json_values = st.recursive(
 )
 # Ids: mostly junk, sometimes the shape of a UUID.
 ids = st.one_of(any_text, st.uuids().map(str), st.sampled_from(["", " ", "null", "0", "²"]))
+
+
+def path_id(value: str) -> str:
+    """An id as a URL path segment, lone surrogates included (as UTF-8 bytes)."""
+    return quote(value.encode("utf-8", "surrogatepass"), safe="")
+
+
+def assert_not_5xx(response: Any) -> None:
+    assert response.status_code < 500, (response.status_code, response.content[:300])

@@ -39,6 +39,13 @@ def logged_in(user: AbstractBaseUser) -> tuple[Client, str]:
     return client, session_key
 
 
+def session_token() -> tuple[AbstractBaseUser, Client, str, str]:
+    """A new user, logged in: the user, the client, its session key and a token for it."""
+    user = make_user()
+    client, session_key = logged_in(user)
+    return user, client, session_key, mint_stream_token(session_key, user.pk)
+
+
 @pytest.fixture
 def shift_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Move Fernet's clock (it reads time.time() when it mints and checks a ttl)."""
@@ -52,9 +59,7 @@ def shift_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
 
 
 def test_token_of_a_live_session_verifies_to_its_user() -> None:
-    user = make_user()
-    _client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, _client, session_key, token = session_token()
 
     verified = verify(token)
 
@@ -103,9 +108,7 @@ def test_token_naming_another_user_than_its_session_is_refused() -> None:
 
 def test_expired_token_is_refused(shift_clock: Callable[[float], None], settings) -> None:
     settings.STREAM_TOKEN_MAX_AGE_SECONDS = 300
-    user = make_user()
-    _client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, _client, session_key, token = session_token()
 
     shift_clock(290)
     assert verify(token) is not None
@@ -116,9 +119,7 @@ def test_expired_token_is_refused(shift_clock: Callable[[float], None], settings
 def test_max_age_setting_is_what_limits_a_token(
     shift_clock: Callable[[float], None], settings
 ) -> None:
-    user = make_user()
-    _client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, _client, session_key, token = session_token()
     shift_clock(120)
 
     settings.STREAM_TOKEN_MAX_AGE_SECONDS = 600
@@ -140,9 +141,7 @@ def test_token_minted_in_the_past_is_refused(shift_clock: Callable[[float], None
 
 @pytest.mark.parametrize("position", [10, 40, -20])
 def test_tampered_token_is_refused(position: int) -> None:
-    user = make_user()
-    _client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, _client, session_key, token = session_token()
     flipped = "A" if token[position] != "A" else "B"
     index = position % len(token)
     tampered = token[:index] + flipped + token[index + 1 :]
@@ -170,9 +169,7 @@ def test_token_signed_with_another_secret_is_refused(settings) -> None:
 
 
 def test_logout_ends_the_token() -> None:
-    user = make_user()
-    client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, client, session_key, token = session_token()
     assert verify(token) is not None
 
     client.logout()
@@ -182,9 +179,7 @@ def test_logout_ends_the_token() -> None:
 
 
 def test_logout_through_the_view_ends_the_token() -> None:
-    user = make_user()
-    client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, client, session_key, token = session_token()
 
     response = client.post("/accounts/logout/")
 
@@ -193,9 +188,7 @@ def test_logout_through_the_view_ends_the_token() -> None:
 
 
 def test_password_change_ends_the_token() -> None:
-    user = make_user()
-    _client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, _client, session_key, token = session_token()
     assert verify(token) is not None
 
     user.set_password("a-New-password-456")
@@ -205,9 +198,7 @@ def test_password_change_ends_the_token() -> None:
 
 
 def test_inactive_user_token_is_refused() -> None:
-    user = make_user()
-    _client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, _client, session_key, token = session_token()
 
     User.objects.filter(pk=user.pk).update(is_active=False)
 
@@ -215,9 +206,7 @@ def test_inactive_user_token_is_refused() -> None:
 
 
 def test_deleted_user_token_is_refused() -> None:
-    user = make_user()
-    _client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, _client, session_key, token = session_token()
 
     User.objects.filter(pk=user.pk).delete()
 
@@ -231,9 +220,7 @@ NEW_KEY = "new-secret-key-" + "n" * 40
 def test_secret_key_rotation_with_fallbacks_keeps_tokens_and_sessions(settings) -> None:
     settings.SECRET_KEY = OLD_KEY
     settings.SECRET_KEY_FALLBACKS = []
-    user = make_user()
-    client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, client, session_key, token = session_token()
 
     settings.SECRET_KEY = NEW_KEY
     settings.SECRET_KEY_FALLBACKS = [OLD_KEY]
@@ -257,9 +244,7 @@ def test_secret_key_rotation_with_fallbacks_keeps_tokens_and_sessions(settings) 
 def test_secret_key_rotation_without_fallbacks_refuses_old_tokens(settings) -> None:
     settings.SECRET_KEY = OLD_KEY
     settings.SECRET_KEY_FALLBACKS = []
-    user = make_user()
-    _client, session_key = logged_in(user)
-    token = mint_stream_token(session_key, user.pk)
+    user, _client, session_key, token = session_token()
 
     settings.SECRET_KEY = NEW_KEY
 

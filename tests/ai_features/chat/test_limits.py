@@ -26,10 +26,7 @@ async def test_without_redis_each_limiter_counts_alone(settings) -> None:
 
 
 @pytest.mark.redis
-async def test_two_processes_share_one_window(settings, redis_server, monkeypatch) -> None:
-    if not redis_server.running:
-        redis_server.start()
-    settings.REDIS_URL = redis_server.url
+async def test_two_processes_share_one_window(settings, redis_url, monkeypatch) -> None:
     settings.REDIS_TIMEOUT_SECONDS = 0.5
     monkeypatch.setattr(redis_client, "_process_redis", None)
     # Two limiters stand for two processes: they only share Redis.
@@ -47,11 +44,8 @@ async def test_two_processes_share_one_window(settings, redis_server, monkeypatc
 
 @pytest.mark.redis
 async def test_redis_down_counts_in_memory_without_failing(
-    settings, redis_server: RedisServer, monkeypatch
+    settings, redis_url: str, redis_server: RedisServer, monkeypatch
 ) -> None:
-    if not redis_server.running:
-        redis_server.start()
-    settings.REDIS_URL = redis_server.url
     settings.REDIS_TIMEOUT_SECONDS = 0.5
     settings.REDIS_RETRY_SECONDS = 60
     monkeypatch.setattr(redis_client, "_process_redis", None)
@@ -67,11 +61,8 @@ async def test_redis_down_counts_in_memory_without_failing(
 
 @pytest.mark.redis
 async def test_stream_slots_are_shared_and_freed_with_their_producer(
-    settings, redis_server: RedisServer, monkeypatch
+    settings, redis_url: str, monkeypatch
 ) -> None:
-    if not redis_server.running:
-        redis_server.start()
-    settings.REDIS_URL = redis_server.url
     monkeypatch.setattr(redis_client, "_process_redis", None)
     first = StreamSlots(2)
     monkeypatch.setattr(redis_client, "_process_redis", None)

@@ -144,25 +144,28 @@ def test_another_users_or_a_bad_conversation_id_is_not_found(
     assert not Conversation.objects.filter(owner=alice).exists()
 
 
-def test_regenerating_or_editing_another_users_message_is_not_found(alice: Any, bob: Any) -> None:
-    """A message id of someone else's conversation is NotFound for regenerate and edit."""
-    bobs = prepare(bob, "bob's question")
+@pytest.mark.parametrize(
+    ("owner", "regenerate", "edit", "error"),
+    [
+        # A message id of someone else's conversation is NotFound for regenerate and edit.
+        pytest.param(
+            "bob", "assistant_message_id", "user_message_id", NotFound, id="another_users"
+        ),
+        # Only answers are regenerated and only questions edited: InvalidRequest.
+        pytest.param(
+            "alice", "user_message_id", "assistant_message_id", InvalidRequest, id="wrong_role"
+        ),
+    ],
+)
+def test_regenerating_or_editing_a_message_not_for_it_is_refused_and_stores_nothing(
+    alice: Any, bob: Any, owner: str, regenerate: str, edit: str, error: type[Exception]
+) -> None:
+    prepared = prepare({"alice": alice, "bob": bob}[owner], f"{owner}'s question")
 
-    with pytest.raises(NotFound):
-        prepare(alice, "", regenerate_message_id=bobs.assistant_message_id)
-    with pytest.raises(NotFound):
-        prepare(alice, "edited", edit_message_id=bobs.user_message_id)
-    assert Message.objects.count() == 2
-
-
-def test_only_answers_are_regenerated_and_only_questions_edited(alice: Any) -> None:
-    """Regenerating a question or editing an answer is an InvalidRequest."""
-    prepared = prepare(alice, "q")
-
-    with pytest.raises(InvalidRequest):
-        prepare(alice, "", regenerate_message_id=prepared.user_message_id)
-    with pytest.raises(InvalidRequest):
-        prepare(alice, "x", edit_message_id=prepared.assistant_message_id)
+    with pytest.raises(error):
+        prepare(alice, "", regenerate_message_id=getattr(prepared, regenerate))
+    with pytest.raises(error):
+        prepare(alice, "edited", edit_message_id=getattr(prepared, edit))
     assert Message.objects.count() == 2
 
 

@@ -16,7 +16,6 @@ from ai_features.chat.redis_eventlog import (
     log_key,
 )
 from ai_features.redis_client import ProcessRedis
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -33,10 +32,7 @@ class Orphans:
 
 
 @pytest.fixture
-def make_log(settings, redis_server: RedisServer):
-    if not redis_server.running:
-        redis_server.start()
-    settings.REDIS_URL = redis_server.url
+def make_log(settings, redis_url: str):
     # Generous: under a loaded machine a short timeout would read as an outage.
     settings.REDIS_TIMEOUT_SECONDS = 2.0
     settings.REDIS_RETRY_SECONDS = 0.5

@@ -52,14 +52,12 @@ async def test_long_messages_are_quoted_shortened() -> None:
     assert "x" * 201 not in text
 
 
-def test_is_the_provider_without_key_or_base_url(settings: Any) -> None:
+def test_is_the_provider_without_key_or_base_url(
+    settings: Any, uncached_get_provider: None
+) -> None:
     settings.OPENAI_API_KEY = ""
     settings.OPENAI_BASE_URL = ""
-    get_provider.cache_clear()
-    try:
-        provider = get_provider()
-    finally:
-        get_provider.cache_clear()
+    provider = get_provider()
 
     assert isinstance(provider, DemoProvider)
     assert provider.model == "offline-demo"

@@ -141,16 +141,27 @@ async def test_error_statuses(upstream: FakeUpstream, caplog: Any, status: int, 
     assert_nothing_secret(error, upstream, caplog)
 
 
-async def test_dropped_connection_mid_answer_is_upstream_disconnected(
-    upstream: FakeUpstream, caplog: Any
+@pytest.mark.parametrize(
+    ("fault", "kept", "code"),
+    [
+        pytest.param(
+            {"tokens": 8, "drop_after": 3}, 3, "upstream_disconnected", id="dropped_connection"
+        ),
+        pytest.param(
+            {"tokens": 6, "malformed_after": 2}, 2, "upstream_bad_response", id="malformed_chunk"
+        ),
+    ],
+)
+async def test_a_fault_mid_answer_keeps_the_text_before_it_and_names_the_fault(
+    upstream: FakeUpstream, caplog: Any, fault: dict[str, int], kept: int, code: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    message = "x " + directive(tokens=8, drop_after=3)
+    message = "x " + directive(**fault)
 
     deltas, error = await run(provider_for(upstream), message)
 
-    assert [d.text for d in deltas] == expected_chunks(message)[:3]
-    assert error is not None and error.code == "upstream_disconnected"
+    assert [d.text for d in deltas] == expected_chunks(message)[:kept]
+    assert error is not None and error.code == code
     assert_nothing_secret(error, upstream, caplog)
 
 
@@ -195,19 +206,6 @@ async def test_silence_longer_than_the_read_timeout_is_upstream_timeout(
     assert_nothing_secret(error, upstream, caplog)
 
 
-async def test_malformed_chunk_is_upstream_bad_response(
-    upstream: FakeUpstream, caplog: Any
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    message = "x " + directive(tokens=6, malformed_after=2)
-
-    deltas, error = await run(provider_for(upstream), message)
-
-    assert [d.text for d in deltas] == expected_chunks(message)[:2]
-    assert error is not None and error.code == "upstream_bad_response"
-    assert_nothing_secret(error, upstream, caplog)
-
-
 async def test_server_that_rejects_stream_options_still_streams(upstream: FakeUpstream) -> None:
     provider = provider_for(upstream)
     message = "x " + directive(tokens=4, reject_stream_options=1)
@@ -245,17 +243,15 @@ async def test_cancelling_the_consumer_closes_the_upstream_response(
     assert stats["completed"] == 0
 
 
-def test_from_settings_uses_the_configured_upstream(upstream: FakeUpstream, settings: Any) -> None:
+def test_from_settings_uses_the_configured_upstream(
+    upstream: FakeUpstream, settings: Any, uncached_get_provider: None
+) -> None:
     settings.OPENAI_API_KEY = API_KEY
     settings.OPENAI_BASE_URL = upstream.base_url
     settings.OPENAI_MODEL = "fake-model"
     settings.OPENAI_TIMEOUT = 12.5
     settings.OPENAI_MAX_RETRIES = 1
-    get_provider.cache_clear()
-    try:
-        provider = get_provider()
-    finally:
-        get_provider.cache_clear()
+    provider = get_provider()
 
     assert isinstance(provider, OpenAICompatibleProvider)
     assert provider.model == "fake-model"
@@ -265,16 +261,12 @@ def test_from_settings_uses_the_configured_upstream(upstream: FakeUpstream, sett
 
 
 def test_base_url_alone_selects_the_compatible_provider(
-    upstream: FakeUpstream, settings: Any
+    upstream: FakeUpstream, settings: Any, uncached_get_provider: None
 ) -> None:
     # Local servers (Ollama, llama.cpp) need no key.
     settings.OPENAI_API_KEY = ""
     settings.OPENAI_BASE_URL = upstream.base_url
-    get_provider.cache_clear()
-    try:
-        provider = get_provider()
-    finally:
-        get_provider.cache_clear()
+    provider = get_provider()
 
     assert isinstance(provider, OpenAICompatibleProvider)
     assert provider.client.api_key  # the SDK needs one; any placeholder will do

@@ -5,34 +5,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from ai_features.auth.tokens import mint_stream_token
 from ai_features.stream_app.app import create_app
 from tests.support.odd_input import (
+    IN_PROCESS,
     any_text,
+    assert_not_5xx,
     header_text,
     ids,
     json_values,
     number_text,
+    path_id,
     url_text,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-PROPERTY = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 
 @pytest.fixture
@@ -51,14 +47,6 @@ def stream_client(token: str) -> Iterator[TestClient]:
         yield client
 
 
-def assert_not_5xx(response: Any) -> None:
-    assert response.status_code < 500, (response.status_code, response.content[:300])
-
-
-def path_id(value: str) -> str:
-    return quote(value.encode("utf-8", "surrogatepass"), safe="")
-
-
 def latin1(value: str) -> bytes:
     return value.encode("latin-1")
 
@@ -73,7 +61,7 @@ stream_bodies = st.one_of(
 )
 
 
-@PROPERTY
+@IN_PROCESS
 @given(body=stream_bodies, authorization=st.none() | header_text)
 def test_stream_body_and_authorization(
     stream_client: TestClient, token: str, body: bytes, authorization: str | None
@@ -87,7 +75,7 @@ def test_stream_body_and_authorization(
     assert_not_5xx(response)
 
 
-@PROPERTY
+@IN_PROCESS
 @given(message_id=ids, header=header_text, query=number_text, query_token=url_text)
 def test_resume_path_header_and_query(
     stream_client: TestClient,
@@ -105,7 +93,7 @@ def test_resume_path_header_and_query(
     assert_not_5xx(response)
 
 
-@PROPERTY
+@IN_PROCESS
 @given(message_id=ids, cookie=header_text)
 def test_stop_path_and_cookie(stream_client: TestClient, token: str, message_id: str, cookie: str):
     response = stream_client.post(

@@ -11,26 +11,23 @@ from urllib.parse import quote
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ai_features.models import Conversation, Message
 from tests.support.odd_input import (
+    IN_PROCESS,
     any_text,
+    assert_not_5xx,
     header_text,
     ids,
     json_values,
     number_text,
+    path_id,
     url_text,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-PROPERTY = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 
 @pytest.fixture
@@ -44,22 +41,14 @@ def owner_client(transactional_db: None) -> Client:
     return client
 
 
-def assert_not_5xx(response: Any) -> None:
-    assert response.status_code < 500, (response.status_code, response.content[:300])
-
-
 def json_bytes(value: Any) -> bytes:
     return json.dumps(value).encode()  # ASCII escapes carry lone surrogates too
-
-
-def path_id(value: str) -> str:
-    return quote(value.encode("utf-8", "surrogatepass"), safe="")
 
 
 # --- properties: never a 5xx ------------------------------------------------------------------
 
 
-@PROPERTY
+@IN_PROCESS
 @given(conversation_id=url_text, limit=number_text, method=st.sampled_from(["get", "delete"]))
 def test_history_query_fields(owner_client: Client, conversation_id: str, limit: str, method: str):
     response = getattr(owner_client, method)(
@@ -70,7 +59,7 @@ def test_history_query_fields(owner_client: Client, conversation_id: str, limit:
     assert Conversation.objects.filter(title="kept").exists() or method == "delete"
 
 
-@PROPERTY
+@IN_PROCESS
 @given(
     method=st.sampled_from(["post", "delete"]),
     body=st.one_of(
@@ -89,7 +78,7 @@ def test_conversation_list_bodies(owner_client: Client, method: str, body: bytes
         assert Conversation.objects.filter(title="kept").exists()
 
 
-@PROPERTY
+@IN_PROCESS
 @given(
     conversation_id=ids,
     method=st.sampled_from(["get", "patch", "delete"]),
@@ -107,7 +96,7 @@ def test_conversation_detail_path_and_body(
     assert_not_5xx(response)
 
 
-@PROPERTY
+@IN_PROCESS
 @given(message_id=ids, header=header_text, query=number_text)
 def test_resume_path_header_and_query(
     owner_client: Client, message_id: str, header: str, query: str
@@ -119,7 +108,7 @@ def test_resume_path_header_and_query(
     assert_not_5xx(response)
 
 
-@PROPERTY
+@IN_PROCESS
 @given(message_id=ids)
 def test_stop_path(owner_client: Client, message_id: str) -> None:
     assert_not_5xx(owner_client.post(f"/api/ai/chat/stream/{path_id(message_id)}/stop/"))
@@ -135,7 +124,7 @@ stream_bodies = st.one_of(
 )
 
 
-@PROPERTY
+@IN_PROCESS
 @given(body=stream_bodies)
 def test_stream_body_fields(owner_client: Client, body: bytes) -> None:
     response = owner_client.post("/api/ai/chat/stream/", data=body, content_type="application/json")

@@ -48,6 +48,34 @@ def wait_until(
         time.sleep(interval)
 
 
+def read_until_cut(
+    user: User,
+    body: dict[str, Any],
+    seen: list[SSEEvent],
+    *,
+    via: str = "stream",
+    timeout: float = 30,
+) -> StreamResult | None:
+    """Read a stream that the server may cut (SIGKILL): what arrived, or None once the
+    connection broke (`seen` has every event either way)."""
+    try:
+        return user.post_stream(body, on_event=seen.append, via=via, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+
+
+def assert_replayed_as_interrupted(
+    user: User, replay: StreamResult, conversation_id: str, message_id: str, full: str
+) -> None:
+    """A reader of an answer whose process was killed got the saved text and then the
+    `interrupted` end, and the stored message says the same."""
+    assert replay.types == ["start", "content", "error"], replay.types[-3:]
+    assert replay.final.data["code"] == "interrupted"
+    stored = user.stored(conversation_id, message_id)
+    assert (stored["status"], stored["content"]) == ("interrupted", replay.text)
+    assert replay.text and full.startswith(replay.text)
+
+
 class User:
     """A user with a logged-in session, talking to both services through the one test
     client (`client`); stream requests carry the user's token where they go to the
