@@ -21,10 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import metrics
 from tests.support.chat_client import ChatClient
 from tests.support.fake_upstream import directive, expected_text
+from tests.support.metrics import Samples
 from tests.support.servers import ARTIFACTS, Server, Stack, free_port, running_stack
 
 pytestmark = pytest.mark.integration
@@ -103,18 +104,8 @@ def wait_until_loaded(master: int, tmpdir_for_gunicorn: Path, timeout: float = 6
     raise AssertionError("gunicorn's two workers did not both load the app")
 
 
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    response = httpx.get(
-        f"http://127.0.0.1:{port}/metrics",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+def scrape(port: int) -> Samples:
+    return metrics.scrape(f"http://127.0.0.1:{port}", TOKEN)
 
 
 def worker_pids(master: int) -> set[int]:

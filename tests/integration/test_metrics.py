@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import metrics
 from tests.support.fake_upstream import directive, expected_text
+from tests.support.metrics import Samples, value
 from tests.support.servers import Stack, running_stack
 
 pytestmark = pytest.mark.integration
@@ -28,22 +29,8 @@ def stack(db_kind: str, module_tmp: Path) -> Iterator[Stack]:
         yield running
 
 
-def scrape(base_url: str) -> dict[tuple[str, tuple], float]:
-    """Every sample of one scrape, keyed by (name, sorted labels)."""
-    response = httpx.get(
-        f"{base_url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
-    )
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+def scrape(base_url: str) -> Samples:
+    return metrics.scrape(base_url, TOKEN)
 
 
 def base_url(stack: Stack, via: str) -> str:

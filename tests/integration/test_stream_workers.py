@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import metrics
 from tests.support.chat_client import ChatClient
 from tests.support.coalesced import assert_ids_increase
 from tests.support.fake_upstream import directive, expected_chunks, expected_text
+from tests.support.metrics import Samples
 from tests.support.redis_server import RedisServer
 from tests.support.servers import ARTIFACTS, Server, Stack, free_port, running_stack
 from tests.support.sse import answer_text
@@ -49,16 +50,8 @@ def workers(stack: Stack) -> Iterator[Server]:
     server.stop()
 
 
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    response = httpx.get(
-        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    assert response.status_code == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
+def scrape(port: int) -> Samples:
+    return metrics.scrape(f"http://127.0.0.1:{port}", TOKEN)
 
 
 def test_two_workers_start_and_report_redis(workers: Server) -> None:
