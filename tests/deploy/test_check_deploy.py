@@ -8,15 +8,12 @@ leaks in.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.child import run_python
 
 # The original document's variables for c3-app (STREAMING_SETUP.md), as an operator sets
 # them on Render, with DEBUG off and a long random SECRET_KEY.
@@ -47,31 +44,8 @@ print(json.dumps({key: db.get(key) for key in keys}, default=str))
 """
 
 
-def run(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    child_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "C3_ENV_FILE": "/nonexistent/.env",
-        "DJANGO_SETTINGS_MODULE": "c3_app.settings",
-        # Keep collectstatic-free checks away from the repository's staticfiles/.
-        "STATIC_ROOT": str(tmp_path / "static"),
-        **env,
-    }
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def database_settings(env: dict[str, str], tmp_path: Path) -> dict:
-    result = run(["-c", PRINT_DATABASE], env, tmp_path)
+    result = run_python(["-c", PRINT_DATABASE], env, tmp_path)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -84,7 +58,9 @@ def test_check_deploy_passes_with_the_documented_variables(database, tmp_path):
     env = dict(DOCUMENT_ENV)
     if database == "supabase":
         env |= SUPABASE_ENV  # settings only: `check` opens no connection without --database
-    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
+    result = run_python(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env, tmp_path
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "System check identified no issues" in output
@@ -94,7 +70,9 @@ def test_check_deploy_passes_with_the_documented_variables(database, tmp_path):
 def test_check_deploy_catches_a_short_secret_key(tmp_path):
     # The check above can fail: a weak key is reported at --fail-level WARNING.
     env = DOCUMENT_ENV | {"SECRET_KEY": "too-short"}
-    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
+    result = run_python(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env, tmp_path
+    )
     assert result.returncode != 0
     assert "security.W009" in result.stdout + result.stderr
 
@@ -107,7 +85,7 @@ def no_secret_key_env() -> dict[str, str]:
 
 
 def test_missing_secret_key_fails_naming_it(tmp_path):
-    result = run(["-c", "import django; django.setup()"], no_secret_key_env(), tmp_path)
+    result = run_python(["-c", "import django; django.setup()"], no_secret_key_env(), tmp_path)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: ")
@@ -115,7 +93,7 @@ def test_missing_secret_key_fails_naming_it(tmp_path):
 
 
 def test_missing_secret_key_stops_manage_py_with_one_line(tmp_path):
-    result = run(["manage.py", "check"], no_secret_key_env(), tmp_path)
+    result = run_python(["manage.py", "check"], no_secret_key_env(), tmp_path)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
@@ -126,7 +104,7 @@ def test_missing_secret_key_stops_manage_py_with_one_line(tmp_path):
 @pytest.mark.parametrize("debug", ["false", "true"])
 def test_whitespace_only_secret_key_is_refused(debug, tmp_path):
     env = DOCUMENT_ENV | {"SECRET_KEY": "   \t  ", "DEBUG": debug}
-    result = run(["manage.py", "check"], env, tmp_path)
+    result = run_python(["manage.py", "check"], env, tmp_path)
     assert result.returncode != 0
     assert "SECRET_KEY is only whitespace" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
@@ -134,7 +112,7 @@ def test_whitespace_only_secret_key_is_refused(debug, tmp_path):
 
 def test_debug_runs_without_secret_key(tmp_path):
     env = no_secret_key_env() | {"DEBUG": "true"}
-    assert run(["manage.py", "check"], env, tmp_path).returncode == 0
+    assert run_python(["manage.py", "check"], env, tmp_path).returncode == 0
 
 
 # --- database selection -------------------------------------------------------------------------

@@ -8,13 +8,11 @@ keep working while the old key is listed in SECRET_KEY_FALLBACKS, and stop when 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.child import run_python
+
 OLD_KEY = secrets.token_urlsafe(48)
 NEW_KEY = secrets.token_urlsafe(48)
 OTHER_OLD_KEY = secrets.token_urlsafe(48)
@@ -51,28 +49,12 @@ print(json.dumps({"user": user.pk if user else None, "fallbacks": settings.SECRE
 
 
 def run(code: str, env: dict[str, str], tmp_path: Path, *args: str) -> dict:
-    child_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "C3_ENV_FILE": "/nonexistent/.env",
-        "DJANGO_SETTINGS_MODULE": "c3_app.settings",
+    site = {
         "DEBUG": "false",
         "ALLOWED_HOSTS": "c3-app.onrender.com",
         "SQLITE_PATH": str(tmp_path / "rotation.sqlite3"),
-        "STATIC_ROOT": str(tmp_path / "static"),
-        **env,
     }
-    result = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=ROOT,
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(["-c", code, *args], {**site, **env}, tmp_path)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
