@@ -174,6 +174,13 @@ async def chat(
     return prepared, await collect(service, prepared.assistant_message_id)
 
 
+async def start_at_gate(service: ChatService, user: AbstractBaseUser, gate: Gate) -> str:
+    """Start an answer that waits at `gate`; once it is there, the answer's message id."""
+    prepared = await service.astart(user.pk, request=ChatRequest(message="go"))
+    await asyncio.wait_for(gate.reached.wait(), 10)
+    return prepared.assistant_message_id
+
+
 def text_of(events: list[ChatEvent]) -> str:
     return "".join(e.data["content"] for e in events if e.type == "content")
 
@@ -694,9 +701,7 @@ async def test_stop_ends_with_done_stopped_and_keeps_the_text(alice: AbstractBas
     gate = Gate()
     provider = ScriptedProvider([Delta(text="one "), Delta(text="two "), gate, *words("never")])
     service = make_service(provider)
-    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
-    mid = prepared.assistant_message_id
-    await asyncio.wait_for(gate.reached.wait(), 10)
+    mid = await start_at_gate(service, alice, gate)
 
     snapshot = await service.astop(alice.pk, message_id=mid)
 
@@ -739,9 +744,7 @@ async def test_stop_reaches_a_generation_running_in_another_process(
     provider = ScriptedProvider([Delta(text="one "), gate, Delta(text="two "), *words("never")])
     generating = make_service(provider, save_interval=0.0)
     elsewhere = make_service(ScriptedProvider())
-    prepared = await generating.astart(alice.pk, request=ChatRequest(message="go"))
-    mid = prepared.assistant_message_id
-    await asyncio.wait_for(gate.reached.wait(), 10)
+    mid = await start_at_gate(generating, alice, gate)
 
     snapshot = await elsewhere.astop(alice.pk, message_id=mid)
     assert snapshot.status == "stopped"
@@ -762,9 +765,7 @@ async def test_stop_by_another_user_is_not_found_and_changes_nothing(
 ) -> None:
     gate = Gate()
     service = make_service(ScriptedProvider([Delta(text="a"), gate, *words("b")]))
-    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
-    mid = prepared.assistant_message_id
-    await asyncio.wait_for(gate.reached.wait(), 10)
+    mid = await start_at_gate(service, alice, gate)
 
     with pytest.raises(NotFound):
         await service.astop(bob.pk, message_id=mid)
@@ -781,9 +782,7 @@ async def test_shutdown_interrupts_what_outlives_the_grace_period(
     gate = Gate()
     provider = ScriptedProvider([Delta(text="partial"), gate, *words("never")])
     service = make_service(provider, shutdown_grace=0.2)
-    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
-    mid = prepared.assistant_message_id
-    await asyncio.wait_for(gate.reached.wait(), 10)
+    mid = await start_at_gate(service, alice, gate)
 
     await asyncio.wait_for(service.ashutdown(), 15)
 
@@ -1026,9 +1025,7 @@ async def test_resume_from_the_database_follows_an_answer_another_process_writes
         ScriptedProvider([Delta(text="abc"), Delta(text=""), gate, *words("def")]),
         save_interval=0,
     )
-    prepared = await writer.astart(alice.pk, request=ChatRequest(message="go"))
-    mid = prepared.assistant_message_id
-    await asyncio.wait_for(gate.reached.wait(), 10)
+    mid = await start_at_gate(writer, alice, gate)
     reader_process = make_service(ScriptedProvider(), save_interval=0.02, heartbeat=30)
 
     events = await reader_process.aresume(alice.pk, message_id=mid, after_id=0)
@@ -1097,9 +1094,7 @@ async def test_a_start_that_meets_a_shutdown_is_refused_and_ends_its_answer(
 async def test_a_replay_id_resumes_a_live_log_from_its_start(alice: AbstractBaseUser) -> None:
     gate = Gate()
     service = make_service(ScriptedProvider([Delta(text="one "), gate, *words("two")]))
-    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
-    mid = prepared.assistant_message_id
-    await asyncio.wait_for(gate.reached.wait(), 10)
+    mid = await start_at_gate(service, alice, gate)
 
     # The client's last id came from another process's database replay.
     events = await service.aresume(alice.pk, message_id=mid, after_id=REPLAY_ID_BASE + 2)

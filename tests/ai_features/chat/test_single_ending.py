@@ -16,7 +16,6 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
@@ -36,13 +35,6 @@ from tests.ai_features.chat.test_service import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-User = get_user_model()
-
-
-@pytest.fixture
-def carol(transactional_db: None) -> AbstractBaseUser:
-    return User.objects.create_user("carol")
 
 
 def ended(status: str) -> float:
@@ -74,13 +66,13 @@ def age_heartbeat(message_id: str) -> None:
 
 
 async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(
-    carol: AbstractBaseUser, settings
+    alice: AbstractBaseUser, settings
 ) -> None:
     settings.CHAT_AUTO_TITLE = True  # a first answer: it would get a title if it completed
     gate = Gate()
     provider = ScriptedProvider([Delta(text="before "), gate, *words("after")])
     service = make_service(provider)
-    prepared = await service.astart(carol.pk, request=ChatRequest(message="q"))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="q"))
     message_id = prepared.assistant_message_id
     reader = asyncio.create_task(collect(service, message_id))
     await asyncio.wait_for(gate.reached.wait(), 5)
@@ -107,8 +99,8 @@ async def test_a_producer_swept_as_dead_keeps_the_sweeps_ending(
     await service.ashutdown()
 
 
-async def test_a_sweep_after_the_producer_ended_changes_nothing(carol: AbstractBaseUser) -> None:
-    message_id = await streaming_message(carol)
+async def test_a_sweep_after_the_producer_ended_changes_nothing(alice: AbstractBaseUser) -> None:
+    message_id = await streaming_message(alice)
     assert (
         await persistence.afinish_message(
             message_id, content="whole answer", status=Message.Status.COMPLETE, finish_reason="stop"
@@ -124,9 +116,9 @@ async def test_a_sweep_after_the_producer_ended_changes_nothing(carol: AbstractB
 
 
 async def test_an_orphan_found_by_two_readers_is_ended_and_counted_once(
-    carol: AbstractBaseUser,
+    alice: AbstractBaseUser,
 ) -> None:
-    message_id = await streaming_message(carol, content="saved")
+    message_id = await streaming_message(alice, content="saved")
     interrupted = ended("interrupted")
     first = await persistence.ainterrupt_orphan(message_id, logged_text="saved and logged")
     second = await persistence.ainterrupt_orphan(message_id, logged_text="saved and logged")
@@ -144,9 +136,9 @@ async def test_an_orphan_found_by_two_readers_is_ended_and_counted_once(
 
 
 async def test_an_orphan_ending_never_overwrites_a_completed_answer(
-    carol: AbstractBaseUser,
+    alice: AbstractBaseUser,
 ) -> None:
-    message_id = await streaming_message(carol)
+    message_id = await streaming_message(alice)
     assert await persistence.afinish_message(
         message_id, content="the whole answer", status=Message.Status.COMPLETE,
         finish_reason="stop",
@@ -163,9 +155,9 @@ async def test_an_orphan_ending_never_overwrites_a_completed_answer(
 
 
 async def test_a_late_producer_adds_only_the_text_the_orphan_ending_lacked(
-    carol: AbstractBaseUser,
+    alice: AbstractBaseUser,
 ) -> None:
-    message_id = await streaming_message(carol)
+    message_id = await streaming_message(alice)
     ending = await persistence.ainterrupt_orphan(message_id, logged_text="logged part")
     assert ending is not None and ending.ended_here
     stands = await persistence.afinish_message(
@@ -179,9 +171,9 @@ async def test_a_late_producer_adds_only_the_text_the_orphan_ending_lacked(
 
 
 async def test_a_stop_from_elsewhere_still_stands_over_a_completion(
-    carol: AbstractBaseUser,
+    alice: AbstractBaseUser,
 ) -> None:
-    message_id = await streaming_message(carol)
+    message_id = await streaming_message(alice)
     assert await persistence.amark_stopped(message_id)
     assert (
         await persistence.afinish_message(
