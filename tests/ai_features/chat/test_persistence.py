@@ -53,6 +53,18 @@ def streaming_answer(user: Any, content: str = "") -> Message:
     return Message.objects.get(pk=prepared.assistant_message_id)
 
 
+def complete_with_finish_message(message_id: str, content: str = FULL_TEXT, **extra: Any) -> None:
+    """The producer's own ending: the whole text, `complete`, finish reason `stop`."""
+    call(
+        persistence.afinish_message,
+        message_id,
+        content=content,
+        status="complete",
+        finish_reason="stop",
+        **extra,
+    )
+
+
 # --- aprepare_chat --------------------------------------------------------------------------
 
 
@@ -97,13 +109,7 @@ def test_a_long_first_message_is_cut_to_the_title_length(alice: Any) -> None:
 def test_no_conversation_id_continues_the_latest_with_its_history(alice: Any) -> None:
     """Without an id the newest conversation goes on, and its finished turn is context."""
     first = prepare(alice, "one")
-    call(
-        persistence.afinish_message,
-        first.assistant_message_id,
-        content="answer one",
-        status="complete",
-        finish_reason="stop",
-    )
+    complete_with_finish_message(first.assistant_message_id, content="answer one")
     second = prepare(alice, "two")
 
     assert second.conversation_id == first.conversation_id
@@ -255,13 +261,8 @@ def test_a_stop_before_the_answer_completes_stands_with_the_whole_text(alice: An
     answer = streaming_answer(alice, "The whole")
 
     assert call(persistence.amark_stopped, str(answer.pk)) is True
-    call(
-        persistence.afinish_message,
-        str(answer.pk),
-        content=FULL_TEXT,
-        status="complete",
-        finish_reason="stop",
-        usage={"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16},
+    complete_with_finish_message(
+        str(answer.pk), usage={"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}
     )
 
     answer.refresh_from_db()
@@ -276,13 +277,7 @@ def test_a_stop_before_the_answer_completes_stands_with_the_whole_text(alice: An
 def test_a_stop_after_the_answer_completed_changes_nothing(alice: Any) -> None:
     """Complete first, stop second: the stop is refused (False) and `complete` stays."""
     answer = streaming_answer(alice)
-    call(
-        persistence.afinish_message,
-        str(answer.pk),
-        content=FULL_TEXT,
-        status="complete",
-        finish_reason="stop",
-    )
+    complete_with_finish_message(str(answer.pk))
 
     assert call(persistence.amark_stopped, str(answer.pk)) is False
 
@@ -291,16 +286,6 @@ def test_a_stop_after_the_answer_completed_changes_nothing(alice: Any) -> None:
         "complete",
         "stop",
         FULL_TEXT,
-    )
-
-
-def complete_with_finish_message(message_id: str) -> None:
-    call(
-        persistence.afinish_message,
-        message_id,
-        content=FULL_TEXT,
-        status="complete",
-        finish_reason="stop",
     )
 
 
@@ -605,12 +590,9 @@ def test_an_orphan_that_was_deleted_is_none(alice: Any) -> None:
 def test_the_owner_reads_an_answer_with_its_question_and_usage(alice: Any) -> None:
     """The snapshot names the question, the question's parent and the usage totals."""
     first = prepare(alice, "one")
-    call(
-        persistence.afinish_message,
+    complete_with_finish_message(
         first.assistant_message_id,
         content="answer",
-        status="complete",
-        finish_reason="stop",
         usage={"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7},
     )
     second = prepare(alice, "two")
