@@ -38,7 +38,7 @@ async def events_of(events: AsyncIterator[ChatEvent | Ping]) -> list[ChatEvent]:
         return [item async for item in events if isinstance(item, ChatEvent)]
 
 
-# --- the steps (on SQLite and PostgreSQL: alice and bob take `db_kind`) ---------------------
+# --- the steps (on SQLite and PostgreSQL: unit_database takes `db_kind`) -------------------
 
 
 @pytest.mark.django_db(transaction=True)

@@ -50,9 +50,9 @@ def test_pages_keep_djangos_own_csrf_page(csrf_client: Client) -> None:
     assert response["Content-Type"].startswith("text/html")
 
 
-def test_stop_endpoint_refuses_with_the_json_error_shape(client: Client) -> None:
+def test_stop_endpoint_refuses_with_the_json_error_shape(csrf_client: Client) -> None:
     # The stop endpoint answers JSON, refusals included, on both servers.
-    response = client.post("/api/ai/chat/stream/some-id/stop/")
+    response = csrf_client.post("/api/ai/chat/stream/some-id/stop/")
     assert response.status_code == 403
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "csrf_failed"
