@@ -116,8 +116,10 @@ def imported_top_level_modules(paths: list[str]) -> set[str]:
 def third_party_distributions(modules: set[str]) -> dict[str, set[str]]:
     """{distribution: modules of it imported} for modules that are neither the standard
     library nor this repository's own packages."""
-    own = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file() or p.suffix == ".py"}
-    own = {name.removesuffix(".py") for name in own}
+    # Packages (a folder of modules, with or without __init__.py: scripts/ is a namespace
+    # package) and top-level modules of this repository.
+    own = {p.name for p in ROOT.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    own |= {p.stem for p in ROOT.glob("*.py")}
     providers = importlib.metadata.packages_distributions()
     found: dict[str, set[str]] = {}
     for module in sorted(modules - set(sys.stdlib_module_names) - own - {"__future__"}):
