@@ -4,16 +4,17 @@ shows the upstream's URL or key."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
 import pytest
 
 from ai_features.providers import Delta, ProviderError, get_provider
-from ai_features.providers.openai_compat import OpenAICompatibleProvider
+from ai_features.providers.openai_compat import OpenAICompatibleProvider, build_client
 from tests.support.fake_upstream import FakeUpstream, directive, expected_chunks, expected_text
 
 pytestmark = pytest.mark.integration
@@ -32,15 +33,28 @@ def _fresh(upstream: FakeUpstream) -> None:
     upstream.reset()
 
 
+# Clients built by this test, closed at its end: an aiohttp session belongs to its loop.
+_clients: list[openai.AsyncOpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while _clients:
+        await _clients.pop().close()
+
+
 def provider_for(
     up: FakeUpstream, *, max_retries: int = 0, timeout: Any = 10.0, base_url: str | None = None
 ) -> OpenAICompatibleProvider:
-    client = openai.AsyncOpenAI(
+    # The client the service builds (build_client), so these tests cover its transport.
+    client = build_client(
         base_url=base_url or up.base_url,
         api_key=API_KEY,
         max_retries=max_retries,
         timeout=timeout,
     )
+    _clients.append(client)
     return OpenAICompatibleProvider(client, "fake")
 
 
@@ -252,7 +266,10 @@ async def test_cancelling_the_consumer_closes_the_upstream_response(
 
     await stream.aclose()
 
-    stats = upstream.wait_for(lambda s: s["active_streams"] == 0, timeout=5)
+    # Polled off the loop: a closed transport releases its socket on the loop's next turn.
+    stats = await asyncio.to_thread(
+        upstream.wait_for, lambda s: s["active_streams"] == 0, timeout=5
+    )
     assert stats["client_disconnects"] == 1
     assert stats["completed"] == 0
 
@@ -321,3 +338,18 @@ async def test_acomplete_failures_are_coded(upstream: FakeUpstream) -> None:
         await provider.acomplete(ask("x " + directive(status=429)))
 
     assert caught.value.code == "upstream_rate_limited"
+
+
+async def test_more_than_a_hundred_streams_are_open_at_once(upstream: FakeUpstream) -> None:
+    # aiohttp's connector caps a pool at 100 connections unless told otherwise: the client
+    # must not queue the 101st stream behind the others.
+    provider = provider_for(upstream)
+    streams = [provider.astream(ask(f"q{i} " + directive(tokens=2, pace=3))) for i in range(120)]
+    try:
+        firsts = await asyncio.wait_for(asyncio.gather(*(anext(s) for s in streams)), 8)
+        assert [d.text for d in firsts] == ["tok0 "] * 120
+        stats = await asyncio.to_thread(upstream.wait_for, lambda s: s["active_streams"] == 120)
+        assert stats["requests"] == 120
+    finally:
+        for stream in streams:
+            await stream.aclose()
