@@ -85,14 +85,35 @@ def _error_code(exc: BaseException, *, started: bool) -> str:
     return "upstream_error"
 
 
-def _parse_chunk(payload: str | bytes) -> dict[str, Any]:
+def _parse_chunk(payload: bytes) -> dict[str, Any]:
     """One chunk's JSON. orjson is the fast path; it refuses lone surrogate escapes
     (`"\\ud83d"`), which models do send (an emoji split across two chunks), so those few
-    chunks go through the standard parser and on to the text normaliser (chat/text.py)."""
+    chunks go through the standard parser and on to the text normaliser (chat/text.py).
+    Bytes that are not UTF-8 become U+FFFD there, as a text decoder of the body made them."""
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return json.loads(payload)
+        return json.loads(payload.decode("utf-8", "replace"))
+
+
+async def _body_lines(response: Any) -> AsyncIterator[bytes]:
+    """The body's lines, as bytes without their ends (`\\n`, `\\r\\n` or `\\r`), split here
+    rather than by the SDK's `iter_lines` (httpx2's text decoder, then its line decoder,
+    per chunk): a chunk's JSON goes to orjson as the bytes it came in. A blank line may
+    appear where a `\\r\\n` is cut between two reads; blank lines only separate events,
+    and the caller skips them."""
+    pending = b""
+    async for data in response.iter_bytes():
+        if pending:
+            data = pending + data
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        pending = lines.pop()  # the part after the last line end (b"" after a whole line)
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
 
 
 def build_client(
@@ -184,13 +205,13 @@ class OpenAICompatibleProvider:
             # including cancellation by the stop button or a shutdown.
             async with contextlib.AsyncExitStack() as stack:
                 response = await self._open(stack, messages, self.model_for(model))
-                async for line in response.iter_lines():
+                async for line in _body_lines(response):
                     # Server-Sent Events: only `data:` lines carry chunks (the rest are
                     # blank separators, comments, event names).
-                    if not line.startswith("data:"):
+                    if not line.startswith(b"data:"):
                         continue
                     payload = line[5:].strip()
-                    if payload == "[DONE]":
+                    if payload == b"[DONE]":
                         break
                     chunk = _parse_chunk(payload)
                     if "error" in chunk:

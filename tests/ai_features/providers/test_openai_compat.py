@@ -14,7 +14,12 @@ import openai
 import pytest
 
 from ai_features.providers import Delta, ProviderError, get_provider
-from ai_features.providers.openai_compat import OpenAICompatibleProvider, build_client
+from ai_features.providers.openai_compat import (
+    OpenAICompatibleProvider,
+    _body_lines,
+    _parse_chunk,
+    build_client,
+)
 from tests.support.fake_upstream import FakeUpstream, directive, expected_chunks, expected_text
 
 pytestmark = pytest.mark.integration
@@ -353,3 +358,41 @@ async def test_more_than_a_hundred_streams_are_open_at_once(upstream: FakeUpstre
     finally:
         for stream in streams:
             await stream.aclose()
+
+
+class _Reads:
+    """A body arriving in the given reads (what the SDK's `iter_bytes` yields)."""
+
+    def __init__(self, *reads: bytes) -> None:
+        self.reads = reads
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        for data in self.reads:
+            yield data
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [b"data: {}\n\ndata: [DONE]\n\n"],
+        [b"da", b"ta: {}\n", b"\ndata: [DO", b"NE]\n\n"],
+        [b"data: {}\r\n\r\ndata: [DONE]\r\n\r\n"],
+        [b"data: {}\r", b"\n\r\ndata: [DONE]\r", b"\n"],
+        [b"data: {}\r\rdata: [DONE]"],  # bare \r ends a line too; no end after the last
+    ],
+)
+async def test_body_lines_join_reads_and_split_at_every_line_end(reads: list[bytes]) -> None:
+    lines = [line async for line in _body_lines(_Reads(*reads))]
+    assert [line for line in lines if line] == [b"data: {}", b"data: [DONE]"]
+
+
+async def test_body_lines_keep_a_character_cut_between_two_reads() -> None:
+    body = 'data: {"c": "日本語"}\n\n'.encode()
+    cut = body.index("本".encode()) + 1  # inside the character's three bytes
+    lines = [line async for line in _body_lines(_Reads(body[:cut], body[cut:]))]
+    assert _parse_chunk(lines[0][5:]) == {"c": "日本語"}
+
+
+def test_a_chunk_with_bytes_that_are_not_utf8_still_parses() -> None:
+    # As the SDK's text decoder did: each bad byte becomes U+FFFD.
+    assert _parse_chunk(b'{"c": "a\xffb"}') == {"c": "a\ufffdb"}
