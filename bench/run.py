@@ -616,7 +616,19 @@ class Bench:
 
 PROFILE_GROUPS = {
     "openai SDK + pydantic (building chunk objects)": ("(openai/", "(pydantic"),
-    "httpx/httpcore (upstream HTTP)": ("(httpx/", "(httpcore/", "(httpx2/", "(httpcore2/", "(h11/"),
+    "httpx/httpcore (upstream HTTP)": (
+        "(httpx/",
+        "(httpcore/",
+        "(httpx2/",
+        "(httpcore2/",
+        "(h11/",
+        # The SDK's aiohttp transport (openai[aiohttp]) and what aiohttp runs on.
+        "(aiohttp/",
+        "(aiohappyeyeballs/",
+        "(yarl/",
+        "(multidict/",
+    ),
+    "prometheus_client (metrics)": ("(prometheus_client/",),
     "database (Django ORM, psycopg/sqlite3, sync_to_async)": (
         "(django/db/",
         "(psycopg/",

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import openai
 import orjson
 from django.conf import settings
@@ -47,7 +48,28 @@ class _UpstreamErrorEvent(Exception):
     """The upstream sent an `error` object in the stream instead of a chunk."""
 
 
+def _aiohttp_origin(exc: BaseException) -> aiohttp.ClientError | None:
+    """The aiohttp error under the SDK's and the transport's wrappers (`raise ... from`)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is two or three links; the bound only guards a cycle
+        if seen is None:
+            break
+        if isinstance(seen, aiohttp.ClientError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
 def _error_code(exc: BaseException, *, started: bool) -> str:
+    origin = _aiohttp_origin(exc)
+    if origin is not None:
+        # The SDK's aiohttp transport maps every aiohttp ClientConnectionError (a refused
+        # connection, a server that hung up) to httpx2's ConnectTimeout, so the SDK would
+        # call each of them a timeout: what aiohttp raised says which it was. Its timeouts
+        # (sock_read, sock_connect, the pool wait) are TimeoutErrors.
+        if isinstance(origin, TimeoutError):
+            return "upstream_timeout"
+        return "upstream_disconnected" if started else "upstream_unavailable"
     # Order matters: APITimeoutError is an APIConnectionError.
     if isinstance(exc, (openai.APITimeoutError, *_BODY_TIMEOUTS)):
         return "upstream_timeout"
@@ -63,14 +85,57 @@ def _error_code(exc: BaseException, *, started: bool) -> str:
     return "upstream_error"
 
 
-def _parse_chunk(payload: str | bytes) -> dict[str, Any]:
+def _parse_chunk(payload: bytes) -> dict[str, Any]:
     """One chunk's JSON. orjson is the fast path; it refuses lone surrogate escapes
     (`"\\ud83d"`), which models do send (an emoji split across two chunks), so those few
-    chunks go through the standard parser and on to the text normaliser (chat/text.py)."""
+    chunks go through the standard parser and on to the text normaliser (chat/text.py).
+    Bytes that are not UTF-8 become U+FFFD there, as a text decoder of the body made them."""
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return json.loads(payload)
+        return json.loads(payload.decode("utf-8", "replace"))
+
+
+async def _body_lines(response: Any) -> AsyncIterator[bytes]:
+    """The body's lines, as bytes without their ends (`\\n`, `\\r\\n` or `\\r`), split here
+    rather than by the SDK's `iter_lines` (httpx2's text decoder, then its line decoder,
+    per chunk): a chunk's JSON goes to orjson as the bytes it came in. A blank line may
+    appear where a `\\r\\n` is cut between two reads; blank lines only separate events,
+    and the caller skips them."""
+    pending = b""
+    async for data in response.iter_bytes():
+        if pending:
+            data = pending + data
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        pending = lines.pop()  # the part after the last line end (b"" after a whole line)
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
+
+
+def build_client(
+    *, api_key: str, base_url: str | None, timeout: openai.Timeout | float, max_retries: int
+) -> openai.AsyncOpenAI:
+    """The SDK's client on its aiohttp transport (`openai[aiohttp]`, the SDK's own option
+    "for improved concurrency"): aiohttp parses HTTP in C and hands out pooled connections
+    without probing each idle one per request, which httpx2/httpcore2 did in pure Python
+    (bench/README.md). The SDK still builds the request, authenticates, retries, applies the
+    timeouts (`read` becomes aiohttp's `sock_read`: silence between two reads) and raises
+    its status errors; the vendored transport maps aiohttp's errors to httpx2's.
+
+    DefaultAioHttpClient keeps the SDK's connection limits (1000 connections, as its httpx2
+    client had); `max_connections=None` would fall back to aiohttp's own cap of 100, which
+    would queue every stream beyond the hundredth."""
+    return openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=max_retries,
+        http_client=openai.DefaultAioHttpClient(timeout=timeout),
+    )
 
 
 class OpenAICompatibleProvider:
@@ -82,7 +147,7 @@ class OpenAICompatibleProvider:
 
     @classmethod
     def from_settings(cls) -> OpenAICompatibleProvider:
-        client = openai.AsyncOpenAI(
+        client = build_client(
             # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
             api_key=settings.OPENAI_API_KEY or "not-needed",
             base_url=settings.OPENAI_BASE_URL or None,
@@ -140,13 +205,13 @@ class OpenAICompatibleProvider:
             # including cancellation by the stop button or a shutdown.
             async with contextlib.AsyncExitStack() as stack:
                 response = await self._open(stack, messages, self.model_for(model))
-                async for line in response.iter_lines():
+                async for line in _body_lines(response):
                     # Server-Sent Events: only `data:` lines carry chunks (the rest are
                     # blank separators, comments, event names).
-                    if not line.startswith("data:"):
+                    if not line.startswith(b"data:"):
                         continue
                     payload = line[5:].strip()
-                    if payload == "[DONE]":
+                    if payload == b"[DONE]":
                         break
                     chunk = _parse_chunk(payload)
                     if "error" in chunk:

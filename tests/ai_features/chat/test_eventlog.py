@@ -467,3 +467,50 @@ async def test_no_budget_means_always_room() -> None:
     for _ in range(100):
         await log.aappend(MID, content_data("x" * 1000))
     assert await log.ahas_room()
+
+
+budget_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["open", "token", "token", "finish", "has_room", "tick"]),
+        st.integers(0, 2),
+        st.text(max_size=6),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=budget_ops, budget=st.integers(0, 30))
+def test_the_running_size_is_the_sum_of_the_streams_held(
+    ops: list[tuple[str, int, str]], budget: int
+) -> None:
+    # The log keeps its size as a running total (a start no longer sums every stream):
+    # after any mix of appends, compactions, evictions and expiries it is still the sum.
+    clock = FakeClock()
+    original_time = eventlog.time
+    eventlog.time = SimpleNamespace(monotonic=clock.monotonic)  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        log = MemoryEventLog(
+            retention=30, max_finished=3, max_bytes=budget * eventlog.EVENT_OVERHEAD_BYTES
+        )
+        for op, number, text in ops:
+            name = f"m{number}"
+            held = name in log._streams and not log._streams[name].finished_at
+            if op == "open" and name not in log._streams:
+                await log.aopen(name)
+                await log.aappend(name, {"type": "start", "content": ""})
+            elif op == "token" and held:
+                await log.aappend(name, content_data(text))
+            elif op == "finish" and held:
+                await finish(log, name)
+            elif op == "has_room":
+                await log.ahas_room()
+            elif op == "tick":
+                clock.now += number * 20
+            assert log.size == sum(stream.size for stream in log._streams.values())
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        eventlog.time = original_time  # type: ignore[assignment]

@@ -4,15 +4,22 @@ shows the upstream's URL or key."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
 
 from ai_features.providers import Delta, ProviderError, get_provider
-from ai_features.providers.openai_compat import OpenAICompatibleProvider
+from ai_features.providers.openai_compat import (
+    OpenAICompatibleProvider,
+    _body_lines,
+    _parse_chunk,
+    build_client,
+)
 from tests.support.fake_upstream import FakeUpstream, directive, expected_chunks, expected_text
 
 pytestmark = pytest.mark.integration
@@ -20,15 +27,28 @@ pytestmark = pytest.mark.integration
 API_KEY = "sk-test-provider-secret-0123456789"
 
 
+# Clients built by this test, closed at its end: an aiohttp session belongs to its loop.
+_clients: list[openai.AsyncOpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while _clients:
+        await _clients.pop().close()
+
+
 def provider_for(
     up: FakeUpstream, *, max_retries: int = 0, timeout: Any = 10.0, base_url: str | None = None
 ) -> OpenAICompatibleProvider:
-    client = openai.AsyncOpenAI(
+    # The client the service builds (build_client), so these tests cover its transport.
+    client = build_client(
         base_url=base_url or up.base_url,
         api_key=API_KEY,
         max_retries=max_retries,
         timeout=timeout,
     )
+    _clients.append(client)
     return OpenAICompatibleProvider(client, "fake")
 
 
@@ -238,7 +258,10 @@ async def test_cancelling_the_consumer_closes_the_upstream_response(
 
     await stream.aclose()
 
-    stats = upstream.wait_for(lambda s: s["active_streams"] == 0, timeout=5)
+    # Polled off the loop: a closed transport releases its socket on the loop's next turn.
+    stats = await asyncio.to_thread(
+        upstream.wait_for, lambda s: s["active_streams"] == 0, timeout=5
+    )
     assert stats["client_disconnects"] == 1
     assert stats["completed"] == 0
 
@@ -301,3 +324,56 @@ async def test_acomplete_failures_are_coded(upstream: FakeUpstream) -> None:
         await provider.acomplete(ask("x " + directive(status=429)))
 
     assert caught.value.code == "upstream_rate_limited"
+
+
+async def test_more_than_a_hundred_streams_are_open_at_once(upstream: FakeUpstream) -> None:
+    # aiohttp's connector caps a pool at 100 connections unless told otherwise: the client
+    # must not queue the 101st stream behind the others.
+    provider = provider_for(upstream)
+    streams = [provider.astream(ask(f"q{i} " + directive(tokens=2, pace=3))) for i in range(120)]
+    try:
+        firsts = await asyncio.wait_for(asyncio.gather(*(anext(s) for s in streams)), 8)
+        assert [d.text for d in firsts] == ["tok0 "] * 120
+        stats = await asyncio.to_thread(upstream.wait_for, lambda s: s["active_streams"] == 120)
+        assert stats["requests"] == 120
+    finally:
+        for stream in streams:
+            await stream.aclose()
+
+
+class _Reads:
+    """A body arriving in the given reads (what the SDK's `iter_bytes` yields)."""
+
+    def __init__(self, *reads: bytes) -> None:
+        self.reads = reads
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        for data in self.reads:
+            yield data
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [b"data: {}\n\ndata: [DONE]\n\n"],
+        [b"da", b"ta: {}\n", b"\ndata: [DO", b"NE]\n\n"],
+        [b"data: {}\r\n\r\ndata: [DONE]\r\n\r\n"],
+        [b"data: {}\r", b"\n\r\ndata: [DONE]\r", b"\n"],
+        [b"data: {}\r\rdata: [DONE]"],  # bare \r ends a line too; no end after the last
+    ],
+)
+async def test_body_lines_join_reads_and_split_at_every_line_end(reads: list[bytes]) -> None:
+    lines = [line async for line in _body_lines(_Reads(*reads))]
+    assert [line for line in lines if line] == [b"data: {}", b"data: [DONE]"]
+
+
+async def test_body_lines_keep_a_character_cut_between_two_reads() -> None:
+    body = 'data: {"c": "日本語"}\n\n'.encode()
+    cut = body.index("本".encode()) + 1  # inside the character's three bytes
+    lines = [line async for line in _body_lines(_Reads(body[:cut], body[cut:]))]
+    assert _parse_chunk(lines[0][5:]) == {"c": "日本語"}
+
+
+def test_a_chunk_with_bytes_that_are_not_utf8_still_parses() -> None:
+    # As the SDK's text decoder did: each bad byte becomes U+FFFD.
+    assert _parse_chunk(b'{"c": "a\xffb"}') == {"c": "a\ufffdb"}
