@@ -7,6 +7,7 @@ malformed id is simply "not found".
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -112,7 +113,7 @@ def _search(conversations: QuerySet, user, query: str) -> QuerySet:
     return conversations.filter(matches)
 
 
-def list_conversations(user, query: str = "") -> list[Conversation]:
+def list_conversations(user, query: str = "") -> Sequence[Conversation]:
     """The user's conversations, newest activity first; with `query`, only those whose
     title or messages match it. Each knows whether an answer is streaming in it."""
     query = " ".join(query.split())
@@ -234,7 +235,7 @@ def update_conversation(user, conversation_id: str, changes: dict[str, Any]) -> 
     fields = {"title", "model", "instructions"} & changes.keys()
     if not fields:
         raise InvalidRequest("title・model・instructions のどれかが必要です。")
-    cleaned = {}
+    cleaned: dict[str, Any] = {}
     if "title" in fields:
         cleaned["title"] = clean_title(changes["title"])
         cleaned["title_is_custom"] = bool(cleaned["title"])
@@ -263,7 +264,9 @@ def set_current_message(
     with transaction.atomic():
         conversation = get_conversation(user, conversation_id)
         versions.switch_to(conversation, parse_uuid(message_id))
-    return history(user, str(conversation.pk))
+    shown, messages = history(user, str(conversation.pk))
+    assert shown is not None  # history of a given id raises NotFound rather than None
+    return shown, messages
 
 
 def delete_conversation(user, conversation_id: str) -> None:

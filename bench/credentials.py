@@ -38,12 +38,14 @@ def main() -> None:
         request.session = session_store(None)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session.save()
+        session_key = request.session.session_key
+        assert session_key is not None  # save() has just stored it
         csrf_header = get_token(request)
         credentials.append(
             {
                 "user_id": user.pk,
-                "session_key": request.session.session_key,
-                "stream_token": mint_stream_token(request.session.session_key, user.pk),
+                "session_key": session_key,
+                "stream_token": mint_stream_token(session_key, user.pk),
                 "csrf_cookie": request.META["CSRF_COOKIE"],
                 "csrf_header": csrf_header,
             }

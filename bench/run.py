@@ -245,6 +245,12 @@ def message(tokens: int, pace: float) -> str:
 
 
 class Bench:
+    # The servers and settings run() sets up, for the scenarios it then calls.
+    env: dict[str, str]
+    targets: dict[str, Target]
+    redis: RedisServer | None
+    service_redis: Server | None
+
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args, self.tmp = args, tmp
         self.sizes = QUICK if args.quick else FULL
@@ -269,7 +275,8 @@ class Bench:
         before_up = self.upstream_stats()
         before_cpu = cpu_seconds(pid) if pid else 0.0
         # With Redis, redis-server's own CPU is part of the price of a relayed token.
-        redis_pid = self.redis.process.pid if name == REDIS_TARGET and self.redis else None
+        redis_server = self.redis if name == REDIS_TARGET else None
+        redis_pid = redis_server.process.pid if redis_server and redis_server.process else None
         before_redis = cpu_seconds(redis_pid) if redis_pid else 0.0
         before_commands = self.redis_commands() if redis_pid else 0
         timeout = self.sizes.timeout if patient else self.timeout_for(text)
@@ -536,8 +543,8 @@ class Bench:
     async def run(self) -> dict[str, Any]:
         with fresh_database(self.args.sqlite, self.tmp) as db_env:
             up_port, relay_port, service_port = free_port(), free_port(), free_port()
-            self.redis: RedisServer | None = None
-            self.service_redis: Server | None = None
+            self.redis = None
+            self.service_redis = None
             python = str(VENV_BIN / "python")
             self.upstream = Server(
                 "upstream", [python, "-m", "bench.upstream", "--port", str(up_port)],
@@ -671,7 +678,9 @@ def summarise_profile(path: Path) -> dict[str, Any]:
     the SDK counts for the SDK, not for the core that called the SDK), per thread, and the
     functions on top of the stack; plus the share of samples that were only waiting."""
     total = waiting = 0
-    groups, leaves, threads = Counter(), Counter(), Counter()
+    groups: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not count_text.isdigit():
@@ -733,7 +742,7 @@ def incomplete(figures: dict[str, Any]) -> str:
 def table(figures: dict[str, Any]) -> str:
     """The performance table; the "+ redis" column is the same service with REDIS_URL set
     (empty where a figure is taken without Redis only, or with --no-redis)."""
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[tuple[str, ...]] = []  # six cells each: label, four targets, goal
 
     def cell(section: dict[str, Any], name: str, key: str, suffix: str = "") -> str:
         return fmt(section[name].get(key)) + suffix if name in section else ""

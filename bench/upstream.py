@@ -74,7 +74,7 @@ def chunked(data: bytes) -> bytes:
 
 async def stream_completion(writer: asyncio.StreamWriter, request: dict, keep_alive: bool) -> None:
     messages = request.get("messages") or []
-    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    last_user: dict = next((m for m in reversed(messages) if m.get("role") == "user"), {})
     tokens, pace, first_delay = parse_directive(str(last_user.get("content", "")))
     connection = "keep-alive" if keep_alive else "close"
     writer.write(

@@ -7,7 +7,7 @@ the answer on it, which keeps replays from the database and from the live log co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 START_TEXT = "チャットを開始します..."
 FINAL_TYPES = frozenset({"done", "error"})
@@ -32,6 +32,14 @@ class Ping:
 
 
 PING = Ping()
+
+
+class StartFields(TypedDict):
+    """start_data's keyword arguments, as the stored and the prepared message give them."""
+
+    user_message_id: str | None
+    parent_id: str | None
+    model: str
 
 
 def start_data(

@@ -33,6 +33,7 @@ from ..models import Conversation, Message
 from . import versions
 from .db import db_task
 from .errors import InvalidRequest, NotFound
+from .events import StartFields
 from .requests import ChatRequest
 from .text import neutralise_bidi
 
@@ -58,7 +59,7 @@ class PreparedChat:
     # The conversation's first answer, with no title typed by the user: worth a title.
     wants_title: bool = False
 
-    def start_fields(self) -> dict[str, str | None]:
+    def start_fields(self) -> StartFields:
         return {
             "user_message_id": self.user_message_id,
             "parent_id": self.parent_id,
@@ -79,7 +80,7 @@ class MessageSnapshot:
     parent_id: str | None = None
     model: str = ""
 
-    def start_fields(self) -> dict[str, str | None]:
+    def start_fields(self) -> StartFields:
         return {
             "user_message_id": self.user_message_id,
             "parent_id": self.parent_id,

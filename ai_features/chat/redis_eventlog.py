@@ -32,11 +32,12 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aredis
 from django.conf import settings
 from redis.exceptions import ResponseError
+from redis.typing import KeyT, StreamIdT
 
 from ..redis_client import REDIS_ERRORS, ProcessRedis, RedisUnavailable, make_client
 from .eventlog import MemoryEventLog
@@ -48,6 +49,12 @@ STOP_CHANNEL = "c3:stop"
 FOLLOW_BLOCK_SECONDS = 0.25  # a message followed from now on waits at most this for its XREAD
 LIVENESS_CHECK_SECONDS = 1.0  # how often followers check the producers of quiet messages
 CLOSE_ATTEMPTS, CLOSE_WAIT_SECONDS = 3, 1.5  # aclose: cancels, and the wait after each
+
+
+# Replies as this module's clients get them (make_client: bytes, RESP2). redis-py types each
+# command for every protocol and decoding at once, so the reads are cast to these.
+RawEntries = list[tuple[bytes, dict[bytes, bytes]]]  # XRANGE: (entry id, fields), in order
+RawStreams = list[tuple[bytes, RawEntries]]  # XREAD: (stream key, its new entries) per stream
 
 
 def log_key(message_id: str) -> str:
@@ -286,11 +293,11 @@ class RedisEventLog:
         self._mirrors[message_id] = loop.time()
         with contextlib.suppress(RedisUnavailable):
             entries = await self.redis.acall(lambda r: r.xrange(log_key(message_id)))
-            await self._copy(message_id, entries)
+            await self._copy(message_id, cast(RawEntries, entries))
         assert self._wake_follower is not None
         self._wake_follower.set()
 
-    async def _copy(self, message_id: str, entries: list) -> None:
+    async def _copy(self, message_id: str, entries: RawEntries) -> None:
         """Copy entries into memory in order; ones already copied are skipped."""
         stream_events = self.local.events_of(message_id)
         have = len(stream_events)
@@ -325,10 +332,15 @@ class RedisEventLog:
                 await asyncio.sleep(FOLLOW_BLOCK_SECONDS)
                 await self._end_mirrors_after_long_outage()
                 continue
-            streams = {log_key(m): _entry_id(len(self.local.events_of(m))) for m in self._mirrors}
+            streams: dict[KeyT, StreamIdT] = {
+                log_key(m): _entry_id(len(self.local.events_of(m))) for m in self._mirrors
+            }
             try:
-                result = await self._reader.xread(
-                    streams, count=1000, block=int(FOLLOW_BLOCK_SECONDS * 1000)
+                result = cast(
+                    RawStreams | None,
+                    await self._reader.xread(
+                        streams, count=1000, block=int(FOLLOW_BLOCK_SECONDS * 1000)
+                    ),
                 )
                 self.redis.outage.succeeded()
             except REDIS_ERRORS as exc:
@@ -369,7 +381,7 @@ class RedisEventLog:
         (once: the final entry's id can only be written by one process)."""
         with contextlib.suppress(RedisUnavailable):
             entries = await self.redis.acall(lambda r: r.xrange(log_key(message_id)))
-            await self._copy(message_id, entries)
+            await self._copy(message_id, cast(RawEntries, entries))
         if message_id not in self._mirrors:
             return  # it did end meanwhile
         events = self.local.events_of(message_id)

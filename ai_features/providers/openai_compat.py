@@ -246,8 +246,11 @@ class OpenAICompatibleProvider:
         self, messages: list[dict[str, str]], *, model: str | None = None, max_tokens: int = 32
     ) -> str:
         try:
+            # The SDK types messages as TypedDicts; ours are the same role/content dicts.
             completion = await self.client.chat.completions.create(
-                model=self.model_for(model), messages=messages, max_tokens=max_tokens
+                model=self.model_for(model),
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
             )
         except Exception as exc:
             code = _error_code(exc, started=False)

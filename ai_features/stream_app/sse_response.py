@@ -55,6 +55,7 @@ class EventStreamResponse(Response):
         ended_by: str | None = None  # "disconnect" or "timeout" once this response is cut
         finished = False
         sending_since: float | None = None  # loop time the send in progress began
+        timer: asyncio.TimerHandle  # the next check_send, armed below (named here for nonlocal)
 
         def cut(reason: str) -> None:
             nonlocal ended_by

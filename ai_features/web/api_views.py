@@ -54,8 +54,10 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
 
 
 def token_payload(request: HttpRequest) -> dict[str, Any]:
+    session_key = request.session.session_key
+    assert session_key is not None  # both callers require a signed-in user: a stored session
     return {
-        "token": mint_stream_token(request.session.session_key, request.user.pk),
+        "token": mint_stream_token(session_key, request.user.pk),
         "expires_in": settings.STREAM_TOKEN_MAX_AGE_SECONDS,
         "stream_url": settings.STREAM_API_URL,
     }
@@ -160,9 +162,11 @@ def conversation_export(request: HttpRequest, conversation_id: str) -> HttpRespo
     content_type, render = EXPORT_FORMATS[fmt]
     conversation, messages = conversations.export_conversation(request.user, conversation_id)
     response = HttpResponse(render(conversation, messages), content_type=content_type)
-    response["Content-Disposition"] = content_disposition_header(
+    disposition = content_disposition_header(
         as_attachment=True, filename=f"{export_name(conversation)}.{fmt}"
     )
+    assert disposition is not None  # None only for an inline answer without a filename
+    response["Content-Disposition"] = disposition
     return response
 
 

@@ -507,7 +507,7 @@ class _ChatResponse(Response):
         if drop:
             raise _DropConnection  # uvicorn then closes the socket mid-body
 
-    def _headers(self, content_type: str) -> list[tuple[bytes, bytes]]:
+    def _header_pairs(self, content_type: str) -> list[tuple[bytes, bytes]]:
         return [
             (b"content-type", content_type.encode()),
             (b"cache-control", b"no-cache"),
@@ -567,7 +567,7 @@ class _ChatResponse(Response):
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": self._headers("text/event-stream; charset=utf-8"),
+                "headers": self._header_pairs("text/event-stream; charset=utf-8"),
             }
         )
         if await checkpoint(0):
@@ -621,7 +621,7 @@ class _ChatResponse(Response):
         data = _json_bytes(payload)
         if d.malformed_after is not None:
             data = b"{not json"
-        headers = self._headers("application/json")
+        headers = self._header_pairs("application/json")
         headers.append((b"content-length", str(len(data)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if d.drop_after is not None:
