@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET, require_POST
 
 from ..chat import endpoint, sse
@@ -61,7 +62,7 @@ def _user_id(request: HttpRequest) -> int:
 
 @require_POST
 @endpoint.refusals_as(endpoint.sse_refusal, render)
-def stream_chat(request: HttpRequest) -> HttpResponse:
+def stream_chat(request: HttpRequest) -> HttpResponseBase:
     body = read_body_limited(request, settings.CHAT_MAX_BODY_BYTES)
     user_id = _user_id(request)
     return sse_response(
@@ -71,7 +72,7 @@ def stream_chat(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @endpoint.refusals_as(endpoint.sse_refusal, render)
-def resume_chat(request: HttpRequest, message_id: str) -> HttpResponse:
+def resume_chat(request: HttpRequest, message_id: str) -> HttpResponseBase:
     after_id = last_event_id_from(
         request.META.get("HTTP_LAST_EVENT_ID"), request.GET.get("last_event_id")
     )
