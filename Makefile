@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-js bench install assets lint format clean lock upgrade
+.PHONY: run test test-js typecheck bench install assets lint format clean lock upgrade
 
 # Exactly the locked set (versions and sha256 hashes, wheels only). When the lock changes,
 # .venv is rebuilt from scratch, so a package dropped from the lock leaves it too.
@@ -34,16 +34,22 @@ assets:
 run: install assets
 	$(BIN)/python scripts/run_local.py
 
-# Lint, format check, then the whole suite (unit, integration on real servers, browser).
+# Lint, format check, types, then the whole suite (unit, integration on real servers, browser).
 test: install assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) typecheck
 	$(MAKE) test-js
 	$(BIN)/python -m pytest
 
 # The chat page's ES modules (stream client, state predicates) under Node's own runner.
 test-js:
 	node --test tests/js/*.test.mjs
+
+# mypy over the project's code (what it checks: [tool.mypy] in pyproject.toml). Its django-stubs
+# plugin imports the settings, so it gets a development configuration and no `.env`.
+typecheck: install
+	C3_ENV_FILE=/nonexistent/.env DEBUG=true $(BIN)/mypy
 
 # The performance table (bench/README.md): about 5 minutes; needs PostgreSQL at 127.0.0.1.
 bench: install
@@ -59,4 +65,4 @@ format:
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache .mypy_cache
