@@ -34,13 +34,17 @@ assets:
 run: install assets
 	$(BIN)/python scripts/run_local.py
 
-# Lint, format check, types, then the whole suite (unit, integration on real servers, browser).
+# Lint, format check, types, then the whole suite (unit, integration on real servers,
+# browser), on PYTEST_WORKERS pytest-xdist workers: each test file is one unit of work,
+# except tests/e2e/ and tests/integration/faults/, which each run as one unit
+# (tests/conftest.py: work_unit_of). `make test PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 2
 test: install assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MAKE) typecheck
 	$(MAKE) test-js
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The chat page's ES modules (stream client, state predicates) under Node's own runner.
 test-js:

@@ -32,6 +32,35 @@ def _postgres_ok() -> bool:
     return _postgres_ok.cached
 
 
+MISSING = {
+    "redis": f"C3_REQUIRE_REDIS=1 but {REDIS_SERVER} is missing",
+    "postgres": f"C3_REQUIRE_POSTGRES=1 but {POSTGRES_ADMIN_DSN} is unreachable",
+    "e2e": f"Chromium is required (C3_REQUIRE_CHROMIUM=1) but {CHROMIUM} is missing",
+}
+
+
+def _missing_required_service() -> str | None:
+    """Why the run must fail before any test: a service CI requires is missing."""
+    if REQUIRE_REDIS and not redis_server_available():
+        return MISSING["redis"]
+    if REQUIRE_POSTGRES and not _postgres_ok():
+        return MISSING["postgres"]
+    if REQUIRE_CHROMIUM and not Path(CHROMIUM).exists():
+        return MISSING["e2e"]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under pytest-xdist the workers collect, and a pytest.exit() there surfaces in the
+    # controller as an INTERNALERROR that hides the reason. So the controller checks the
+    # required services itself, before it starts any worker (whatever tests are selected).
+    if session.config.pluginmanager.has_plugin("dsession"):
+        reason = _missing_required_service()
+        if reason:
+            pytest.exit(reason, 3)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     keep, drop = [], {"postgres": [], "e2e": [], "redis": []}
     need_pg = any("postgres" in item.keywords for item in items)
@@ -41,20 +70,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "redis" in item.keywords and not redis_ok:
             if REQUIRE_REDIS:
-                pytest.exit(f"C3_REQUIRE_REDIS=1 but {REDIS_SERVER} is missing", 3)
+                pytest.exit(MISSING["redis"], 3)
             drop["redis"].append(item)
         elif "postgres" in item.keywords and not pg_ok:
             if REQUIRE_POSTGRES:
-                pytest.exit(
-                    f"C3_REQUIRE_POSTGRES=1 but {POSTGRES_ADMIN_DSN} is unreachable",
-                    3,
-                )
+                pytest.exit(MISSING["postgres"], 3)
             drop["postgres"].append(item)
         elif "e2e" in item.keywords and not chromium_ok:
             if REQUIRE_CHROMIUM:
-                pytest.exit(
-                    f"Chromium is required (C3_REQUIRE_CHROMIUM=1) but {CHROMIUM} is missing", 3
-                )
+                pytest.exit(MISSING["e2e"], 3)
             drop["e2e"].append(item)
         else:
             keep.append(item)
@@ -76,9 +100,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # An xdist worker hands its notes to the controller, which prints the summary.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["c3_skipped_notes"] = list(_skipped_notes)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    # Every worker collects the whole selection, so each sends the same notes: keep one.
+    for note in getattr(node, "workeroutput", {}).get("c3_skipped_notes", []):
+        if note not in _skipped_notes:
+            _skipped_notes.append(note)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     for note in _skipped_notes:
         terminalreporter.write_line(note, yellow=True)
+
+
+# --- Parallel runs: `make test` runs `pytest -n 2 --dist loadfile` (README.md, Tests) -----
+
+# Packages whose modules go to one worker, one after another: one Chromium at a time, with
+# its stack; the fault-injection package shares its stacks (tests/integration/faults/
+# conftest.py: stack_pool) and holds the timer-bound modules (stop, slow client, shutdown,
+# liveness), which should not run against each other.
+SERIAL_PACKAGES = {"tests/e2e/": "e2e", "tests/integration/faults/": "faults"}
+
+
+def work_unit_of(nodeid: str) -> str:
+    """What one xdist worker runs as a whole: the test's package in SERIAL_PACKAGES, else
+    its file, so that a module's module-scoped stack and database start once."""
+    path = nodeid.split("::", 1)[0]
+    for prefix, group in SERIAL_PACKAGES.items():
+        if path.startswith(prefix):
+            return group
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    # `--dist loadfile`, with the packages above as one unit each. Not xdist_group marks
+    # and `--dist loadgroup`: with pytest 9.2 those are silently ignored (the group rides
+    # on a node id pytest no longer lets a plugin rewrite; pytest-xdist issue #1386).
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class PackageOrFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit_of(nodeid)
+
+    return PackageOrFileScheduling(config, log)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -4,6 +4,7 @@ Redis; any worker resumes any message, and one /metrics scrape sums both workers
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,20 @@ def workers(stack: Stack) -> Iterator[Server]:
         ARTIFACTS / "server-logs",
     )
     server.start()
+    wait_until_both_started(server)
     yield server
     server.stop()
+
+
+def wait_until_both_started(server: Server, timeout: float = 60) -> None:
+    """The server counts as up once one worker answers /health/; on a busy machine (make
+    test's parallel run) the other may still be starting. Each logs when it is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.log_text().count("Application startup complete.") >= 2:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the two stream workers did not both start:\n{server.log_text()}")
 
 
 def scrape(port: int) -> Samples:
