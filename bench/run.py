@@ -1,7 +1,7 @@
 """`make bench`: how cheaply c3-app-stream relays tokens, as multiples of Python's floor.
 
 python -m bench.run [--quick] [--sqlite] [--only cpu,gaps,...] [--no-redis] [--json PATH]
-                    [--profile PATH]
+                    [--profile PATH] [--gap-levels 100,300]
 
 Starts the lean fake upstream (bench/upstream.py), the reference relay (bench/relay.py),
 c3-app-stream exactly as `start_stream.sh` runs it (DEBUG off, a fresh PostgreSQL database
@@ -35,7 +35,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +253,8 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args, self.tmp = args, tmp
-        self.sizes = QUICK if args.quick else FULL
+        sizes = QUICK if args.quick else FULL
+        self.sizes = replace(sizes, gap_levels=args.gap_levels) if args.gap_levels else sizes
         self.only = set(args.only.split(",")) if args.only else set(SCENARIOS)
         self.figures: dict[str, Any] = {}
         self.logs = tmp / "logs"
@@ -828,6 +829,11 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also measure the service with REDIS_URL on a private redis-server (default on)",
+    )
+    parser.add_argument(
+        "--gap-levels",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        help="comma-separated stream counts of the gaps load (default 100,300,1000)",
     )
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SCENARIOS) if args.only else set()

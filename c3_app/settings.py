@@ -285,6 +285,10 @@ REDIS_URL: str = env.str("REDIS_URL", default="")
 # SQLite always gets one: it has one writer, and its shared-cache test database fails
 # concurrent writers at once instead of waiting.
 STREAM_DB_THREADS: int = env.int("STREAM_DB_THREADS", default=4)
+# How long (ms) a thread of the stream process may hold the GIL while another waits for it
+# (sys.setswitchinterval; Python's own default is 5). A database thread whose query has
+# returned waits up to this long for the event loop to let go, once per statement.
+STREAM_SWITCH_INTERVAL_MS: float = env.float("STREAM_SWITCH_INTERVAL_MS", default=1.0)
 # --- Slow clients and memory (issue 8) ---
 # The stream service reads a request body for at most this long (408 after it).
 REQUEST_BODY_TIMEOUT_SECONDS: float = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=10.0)

@@ -127,14 +127,18 @@ def latest_conversation(owner_id: int, *, lock: bool = False) -> Conversation | 
     return _conversations_of(owner_id, lock=lock).order_by("-updated_at").first()
 
 
-def _conversation_to_continue(user_id: int, conversation_id: str | None) -> Conversation:
+def _conversation_to_continue(
+    user_id: int, conversation_id: str | None
+) -> tuple[Conversation, bool]:
     """The named conversation, else the latest (made if there is none), locked: two starts
     of one user (on two database threads or two processes) then take turns, so both answers
-    do not branch from the same leaf."""
+    do not branch from the same leaf. Also: whether it was made here (it has no messages)."""
     if conversation_id is not None:
-        return owned_conversation(user_id, conversation_id=conversation_id, lock=True)
+        return owned_conversation(user_id, conversation_id=conversation_id, lock=True), False
     latest = latest_conversation(user_id, lock=True)
-    return latest or Conversation.objects.create(owner_id=user_id)
+    if latest is not None:
+        return latest, False
+    return Conversation.objects.create(owner_id=user_id), True
 
 
 def _owned_message(user_id: int, message_id: str, conversation_id: str | None) -> Message:
@@ -149,7 +153,10 @@ def _owned_message(user_id: int, message_id: str, conversation_id: str | None) -
         conversation_id is not None and str(message.conversation_id) != conversation_id
     ):
         raise NotFound()
-    Conversation.objects.select_for_update().filter(pk=message.conversation_id).first()
+    locked = Conversation.objects.select_for_update().filter(pk=message.conversation_id).first()
+    if locked is None:  # deleted since the message was read
+        raise NotFound()
+    message.conversation = locked  # the caller's `message.conversation`: no second fetch
     return message
 
 
@@ -222,14 +229,15 @@ def aprepare_chat(
                 request.regenerate_message_id or request.edit_message_id or "",
                 request.conversation_id,
             )
-            conversation = target.conversation
+            conversation, made = target.conversation, False
         elif request.new_conversation:
             target = None
-            conversation = Conversation.objects.create(owner_id=user_id)
+            conversation, made = Conversation.objects.create(owner_id=user_id), True
         else:
             target = None
-            conversation = _conversation_to_continue(user_id, request.conversation_id)
-        tree = versions.Tree.load(conversation)
+            conversation, made = _conversation_to_continue(user_id, request.conversation_id)
+        # A conversation made just now has no messages: one statement less per start.
+        tree = versions.Tree.empty() if made else versions.Tree.load(conversation)
         had_answer = any(m.role == Message.Role.ASSISTANT for m in tree.by_id.values())
 
         if request.regenerate_message_id:

@@ -44,6 +44,11 @@ class Tree:
             children[message.parent_id].append(message)
         return cls(by_id={m.pk: m for m in messages}, children=children)
 
+    @classmethod
+    def empty(cls) -> Tree:
+        """The tree of a conversation made in this transaction: no query needed."""
+        return cls(by_id={}, children=defaultdict(list))
+
     def newest_leaf_under(self, message: Message) -> Message:
         """Follow the newest child down: the latest answer of a branch."""
         while self.children.get(message.pk):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -35,3 +37,15 @@ def test_start_up_freezes_what_it_loaded_once_per_process(unfrozen: None) -> Non
     gc.unfreeze()
     with TestClient(app_module.create_app()):
         assert gc.get_freeze_count() == 0
+
+
+def test_start_up_sets_the_switch_interval(unfrozen: None, settings: Any) -> None:
+    """STREAM_SWITCH_INTERVAL_MS (milliseconds) becomes the process's sys.setswitchinterval."""
+    before = sys.getswitchinterval()
+    settings.STREAM_SWITCH_INTERVAL_MS = 2.5
+    try:
+        with TestClient(app_module.create_app()) as client:
+            assert client.get("/health/").status_code == 200
+            assert sys.getswitchinterval() == pytest.approx(0.0025)
+    finally:
+        sys.setswitchinterval(before)
