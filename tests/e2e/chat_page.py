@@ -57,13 +57,14 @@ class ChatPage:
 
     def send(self, message: str, *, type_it: bool = False) -> Locator:
         """Type the message and press Enter; returns the new answer's locator."""
-        before = self.answers.count()
         if type_it:
             self.input.click()
             self.input.press_sequentially(message)
         else:
             self.input.fill(message)
+        # Enabled once no answer is on its way and the conversation on screen has loaded.
         expect(self.send_button).to_be_enabled()
+        before = self.answers.count()
         self.input.press("Enter")
         expect(self.answers).to_have_count(before + 1, timeout=UI_TIMEOUT_MS)
         answer = self.answers.nth(before)

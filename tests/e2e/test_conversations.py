@@ -185,6 +185,43 @@ def test_the_answering_marker_stays_while_switching_away(make_browser_user):
     assert user.console_errors == []
 
 
+def test_sending_waits_until_the_opened_conversation_is_on_screen(make_browser_user):
+    """A message sent while another conversation's history is on its way would land in
+    that conversation but vanish from the screen when the history arrives: the composer
+    holds it (text kept) until the conversation is shown."""
+    user = make_browser_user()
+    user.login()
+    page = user.page
+    chat = ChatPage(page)
+    chat.send_and_complete("First [[fake tokens=2]]")
+    first_id = chat.current_conversation_id()
+    page.click("#new-conversation")
+    chat.send_and_complete("Second [[fake tokens=2]]")
+
+    held = []
+    page.route("**/api/ai/chat/history/**", lambda route: held.append(route))
+    chat.conversation(first_id).locator(".conversation-link").click()
+    page.wait_for_function("() => document.querySelector('#chat-container[aria-busy=true]')")
+    chat.input.fill("While loading [[fake tokens=2]]")
+    expect(chat.send_button).to_be_disabled()
+    chat.input.press("Enter")
+    expect(chat.input).to_have_value("While loading [[fake tokens=2]]")
+    assert len(held) == 1
+    held[0].continue_()
+    page.unroute("**/api/ai/chat/history/**")
+
+    expect(chat.container).not_to_have_attribute("aria-busy", "true", timeout=UI_TIMEOUT_MS)
+    expect(chat.answers).to_have_count(1)
+    expect(chat.last_answer.locator(".message-content")).to_have_text(
+        expected("First [[fake tokens=2]]")
+    )
+    answer = chat.send("While loading [[fake tokens=2]]")
+    chat.wait_status(answer, "complete")
+    expect(chat.answers).to_have_count(2)
+    assert chat.current_conversation_id() == first_id
+    assert user.console_errors == []
+
+
 def test_delete_all_asks_first_then_deletes_everything(make_browser_user, e2e_stack):
     user = make_browser_user(locale="en-US")
     user.login()

@@ -149,6 +149,7 @@ const state = {
   currentId: null,
   newChatModel: null, // the model picked for a chat that has no conversation yet
   loadSeq: 0,
+  loading: false, // a conversation's history is on its way: sending waits (it would be wiped)
   stream: null, // the answer the composer is waiting on (see newAnswer)
   background: new Set(), // answers switched away from, still read for the sidebar marker
   live: new Set(), // conversation ids with an answer streaming in this tab
@@ -1087,6 +1088,11 @@ function resumeAnswer(article) {
   answer.client.resume();
 }
 
+/** An answer is on its way, or a conversation is loading (what is on screen is about to go). */
+function busy() {
+  return Boolean(state.stream) || state.loading;
+}
+
 /** What every new answer's request carries besides the message. */
 function streamOptions() {
   const options = { include_history: true, language: LANG.startsWith("en") ? "en" : "ja" };
@@ -1095,7 +1101,7 @@ function streamOptions() {
 }
 
 function retryAnswer(article) {
-  if (state.stream) return;
+  if (busy()) return;
   const info = messages.get(article);
   // An answer the server stored gets a new version; one whose request never reached it
   // is sent again with its question.
@@ -1128,7 +1134,7 @@ function regenerateAnswer(article) {
 }
 
 function sendMessage(text, { editOf = null } = {}) {
-  if (state.stream) return;
+  if (busy()) return;
   showComposerError("");
   state.stick = true;
   const userEl = appendMessage({ role: "user", content: text, createdAt: new Date().toISOString() });
@@ -1147,7 +1153,7 @@ function sendMessage(text, { editOf = null } = {}) {
 // ------------------------------------------------------------------------------ edit
 
 function startEdit(article) {
-  if (state.stream || article.querySelector(".edit-form")) return;
+  if (busy() || article.querySelector(".edit-form")) return;
   const info = messages.get(article);
   const content = article.querySelector(".message-content");
   const area = el("textarea", { className: "edit-input", rows: "3", "aria-label": t("editLabel") });
@@ -1192,7 +1198,7 @@ function cancelEdit(article) {
 function saveEdit(article) {
   const area = article.querySelector(".edit-input");
   const text = area ? area.value : "";
-  if (!text.trim() || text.length > maxChars || state.stream) return;
+  if (!text.trim() || text.length > maxChars || busy()) return;
   const info = messages.get(article);
   const id = article.dataset.messageId;
   if (text === info.text) {
@@ -1208,7 +1214,7 @@ function saveEdit(article) {
 // ------------------------------------------------------------------------------ versions
 
 async function switchVersion(article, step, action) {
-  if (state.stream || !state.currentId) return;
+  if (busy() || !state.currentId) return;
   const v = messages.get(article).versions;
   const target = v && v.ids[v.index - 1 + step];
   if (!target) return;
@@ -1241,7 +1247,7 @@ function autoGrow() {
 function updateSendState() {
   const length = dom.input.value.length;
   const over = length > maxChars;
-  dom.send.disabled = Boolean(state.stream) || !dom.input.value.trim() || over;
+  dom.send.disabled = busy() || !dom.input.value.trim() || over;
   const showCount = length > maxChars * 0.8;
   dom.charCount.hidden = !showCount;
   if (showCount) dom.charCount.textContent = t("charCount", { count: length, max: maxChars });
@@ -1256,7 +1262,7 @@ function onInput() {
 
 function submit() {
   const text = dom.input.value;
-  if (!text.trim() || state.stream) return;
+  if (!text.trim() || busy()) return;
   if (text.length > maxChars) {
     showComposerError(t("tooLong", { count: text.length, max: maxChars }));
     return;
@@ -1359,11 +1365,21 @@ function renderHistory(data) {
   return resumeTarget;
 }
 
+/** The message list is (not) waiting for a conversation's history; sending waits with it. */
+function setLoading(loading) {
+  state.loading = loading;
+  dom.container.classList.toggle("is-loading", loading);
+  if (loading) dom.container.setAttribute("aria-busy", "true");
+  else dom.container.removeAttribute("aria-busy");
+  updateSendState();
+}
+
 /** Open conversation `id` (null: a new, empty chat). `url`: "push", "replace" or false. */
 async function openConversation(id, { inflight = null, url = "push" } = {}) {
   const seq = ++state.loadSeq;
   detachStream(state.stream);
   state.currentId = id;
+  setLoading(Boolean(id));
   if (url) setUrl(id, { replace: url === "replace" });
   renderConversationList();
   showComposerError("");
@@ -1374,16 +1390,13 @@ async function openConversation(id, { inflight = null, url = "push" } = {}) {
     updateConversationTools();
     return;
   }
-  dom.container.classList.add("is-loading");
-  dom.container.setAttribute("aria-busy", "true");
   let data;
   try {
     const params = new URLSearchParams({ conversation_id: id, limit: String(HISTORY_LIMIT) });
     data = await api.json("GET", `${config.historyUrl}?${params}`);
   } catch (error) {
     if (seq !== state.loadSeq) return;
-    dom.container.classList.remove("is-loading");
-    dom.container.removeAttribute("aria-busy");
+    setLoading(false);
     if (error instanceof ApiError && error.status === 404) {
       state.conversations = state.conversations.filter((c) => c.id !== id);
       await openConversation(null, { url: "replace" });
@@ -1393,8 +1406,7 @@ async function openConversation(id, { inflight = null, url = "push" } = {}) {
     return;
   }
   if (seq !== state.loadSeq) return;
-  dom.container.classList.remove("is-loading");
-  dom.container.removeAttribute("aria-busy");
+  setLoading(false);
   const resumeTarget = renderHistory(data);
   state.stick = true;
   scrollToBottom(true);
