@@ -1,7 +1,7 @@
 """`make bench`: how cheaply c3-app-stream relays tokens, as multiples of Python's floor.
 
 python -m bench.run [--quick] [--sqlite] [--only cpu,gaps,...] [--no-redis] [--json PATH]
-                    [--profile PATH] [--gap-levels 100,300]
+                    [--profile PATH [--profile-during cpu|burst]] [--gap-levels 100,300]
 
 Starts the lean fake upstream (bench/upstream.py), the reference relay (bench/relay.py),
 c3-app-stream exactly as `start_stream.sh` runs it (DEBUG off, a fresh PostgreSQL database
@@ -369,7 +369,7 @@ class Bench:
         count, tokens, pace = self.sizes.cpu
         text = message(tokens, pace)
         out: dict[str, Any] = {"streams": count, "tokens": tokens, "pace_s": pace}
-        profiler = self.start_profiler() if self.args.profile else None
+        profiler = self.start_profiler() if self.profiling("cpu") else None
         for name, pid in self.pids().items():
             if name != "service" and profiler:
                 continue
@@ -408,7 +408,13 @@ class Bench:
         count, tokens, pace = self.sizes.burst
         out: dict[str, Any] = {"streams": count}
         for name in self.compared():
+            profiler = None
+            if name == "service" and self.profiling("burst"):
+                profiler = self.start_profiler()
+                await asyncio.sleep(1)  # py-spy attaches before the burst (it lasts ~1 s)
             out[name] = self.public(await self.load(name, count, message(tokens, pace)))
+            if profiler:
+                self.stop_profiler(profiler)
         self.added(out, "ttft_p50_ms")
         self.added(out, "ttft_p99_ms")
         self.figures["ttft_burst"] = out
@@ -482,6 +488,9 @@ class Bench:
             gunicorn.stop(timeout=STOP_TIMEOUT)
 
     # --- profiler ----------------------------------------------------------------------
+
+    def profiling(self, scenario: str) -> bool:
+        return bool(self.args.profile) and self.args.profile_during == scenario
 
     def start_profiler(self) -> subprocess.Popen:
         return subprocess.Popen(  # noqa: S603
@@ -823,7 +832,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
-    parser.add_argument("--profile", type=Path, help="py-spy the service under the CPU load")
+    parser.add_argument("--profile", type=Path, help="py-spy the service under one load")
+    parser.add_argument(
+        "--profile-during",
+        choices=("cpu", "burst"),
+        default="cpu",
+        help="the load --profile records: cpu (default) or burst (the start path)",
+    )
     parser.add_argument(
         "--redis",
         action=argparse.BooleanOptionalAction,

@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -341,15 +342,14 @@ async def test_more_than_a_hundred_streams_are_open_at_once(upstream: FakeUpstre
             await stream.aclose()
 
 
-class _Reads:
-    """A body arriving in the given reads (what the SDK's `iter_bytes` yields)."""
+def _reads(*reads: bytes) -> httpx2.Response:
+    """A response whose body arrives in the given reads (what `aiter_bytes` yields)."""
 
-    def __init__(self, *reads: bytes) -> None:
-        self.reads = reads
-
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        for data in self.reads:
+    async def body() -> AsyncIterator[bytes]:
+        for data in reads:
             yield data
+
+    return httpx2.Response(200, content=body())
 
 
 @pytest.mark.parametrize(
@@ -363,14 +363,14 @@ class _Reads:
     ],
 )
 async def test_body_lines_join_reads_and_split_at_every_line_end(reads: list[bytes]) -> None:
-    lines = [line async for line in _body_lines(_Reads(*reads))]
+    lines = [line async for line in _body_lines(_reads(*reads))]
     assert [line for line in lines if line] == [b"data: {}", b"data: [DONE]"]
 
 
 async def test_body_lines_keep_a_character_cut_between_two_reads() -> None:
     body = 'data: {"c": "日本語"}\n\n'.encode()
     cut = body.index("本".encode()) + 1  # inside the character's three bytes
-    lines = [line async for line in _body_lines(_Reads(body[:cut], body[cut:]))]
+    lines = [line async for line in _body_lines(_reads(body[:cut], body[cut:]))]
     assert _parse_chunk(lines[0][5:]) == {"c": "日本語"}
 
 
