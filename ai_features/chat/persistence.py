@@ -372,11 +372,13 @@ def astore_text(message_id: str, *, content: str, status: str, error_code: str =
 def _store_ending(message_id: str, fields: dict[str, Any]) -> MessageSnapshot | None:
     now = timezone.now()
     rows = Message.objects.filter(pk=message_id)
+    # The usual case: still streaming, so this ending is the first. One statement, atomic on
+    # its own: no transaction around it (BEGIN and COMMIT are two round trips more).
+    if rows.filter(status=Message.Status.STREAMING).update(**fields, updated_at=now):
+        return None
     with transaction.atomic():
-        # The usual case: still streaming, so this ending is the first.
-        if rows.filter(status=Message.Status.STREAMING).update(**fields, updated_at=now):
-            return None
-        # Stopped from another process (amark_stopped asks; the producer ends it). An answer
+        # No longer streaming (no state leads back to it, so the rest needs no lock on
+        # that first UPDATE's answer). Stopped from another process (amark_stopped asks; the producer ends it). An answer
         # that completed meanwhile stays stopped: the stop was already confirmed to the user.
         stopped = dict(fields)
         if stopped["status"] == Message.Status.COMPLETE:

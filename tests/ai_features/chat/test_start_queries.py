@@ -78,3 +78,20 @@ def test_authentication_reads_the_session_and_the_user(alice: Any) -> None:
     assert user == alice and len(sql) == 2, sql
     user, sql = statements(get_user_for_session, session_key)
     assert user == alice and len(sql) == 2, sql
+
+
+def test_an_answer_that_ends_first_is_stored_in_one_statement(alice: Any) -> None:
+    """The usual ending: one UPDATE … WHERE status = 'streaming', atomic on its own, with no
+    transaction around it (on PostgreSQL, BEGIN and COMMIT would be two round trips more)."""
+    prepared, _ = start(alice)
+    finish = persistence.afinish_message.__wrapped__
+    sent: list[tuple[str, bool]] = []
+
+    def record(execute: Any, sql: str, *args: Any) -> Any:
+        sent.append((sql.split()[0], connection.in_atomic_block))
+        return execute(sql, *args)
+
+    with connection.execute_wrapper(record):
+        assert finish(prepared.assistant_message_id, content="Hi", status="complete") is None
+    assert sent == [("UPDATE", False)]
+    assert Message.objects.get(pk=prepared.assistant_message_id).content == "Hi"
