@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from contextvars import ContextVar
+
+from .ids import new_hex
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 # What a proxy's id looks like (UUIDs, hex, Render's ids): ASCII letters, digits and a few
@@ -21,7 +22,7 @@ def new_request_id(incoming: str | None = None) -> str:
     """Take the proxy's id (Render sends X-Request-ID) when it looks sane, else make one."""
     if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return new_hex()
 
 
 class RequestIdFilter(logging.Filter):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 from django.conf import settings
 
 from .. import metrics
+from ..ids import new_hex
 from ..models import Message
 from ..providers import ChatProvider, ProviderError, get_provider
 from ..redis_client import process_redis
@@ -221,7 +221,7 @@ class ChatService:
             raise ServerBusy(retry_after=10)
         # Reserve the slot before the first await, so parallel requests cannot all pass.
         self._reserved[user_id] += 1
-        pending_slot = uuid.uuid4().hex
+        pending_slot = new_hex()
         slot_taken: bool | None = None
         bound = False
         try:

@@ -20,6 +20,7 @@ import openai
 import orjson
 from django.conf import settings
 
+from ..ids import new_hex
 from .base import Delta, ProviderError, Usage
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,13 @@ class OpenAICompatibleProvider:
         if usage:
             body["stream_options"] = {"include_usage": True}
         return await self.client.post(
-            "/chat/completions", cast_to=httpx2.Response, body=body, stream=True
+            "/chat/completions",
+            cast_to=httpx2.Response,
+            body=body,
+            stream=True,
+            # The SDK would make one with uuid4 (see ai_features/ids.py); OpenAI's client
+            # sends none, but it is made for every request all the same.
+            options={"idempotency_key": new_hex()},
         )
 
     async def _open(
