@@ -173,7 +173,7 @@ def chat_model(conversation: Conversation, *, requested: str | None) -> str | No
 def build_context(
     conversation: Conversation,
     *,
-    earlier: list[Message],
+    earlier: Sequence[Message | versions.Node],
     new_message: str,
     include_history: bool,
 ) -> list[dict[str, str]]:
@@ -237,7 +237,9 @@ def aprepare_chat(
             target = None
             conversation, made = _conversation_to_continue(user_id, request.conversation_id)
         # A conversation made just now has no messages: one statement less per start.
-        tree = versions.Tree.empty() if made else versions.Tree.load(conversation)
+        tree: versions.Tree[versions.Node] = (
+            versions.Tree.empty() if made else versions.Tree.load_nodes(conversation)
+        )
         had_answer = any(m.role == Message.Role.ASSISTANT for m in tree.by_id.values())
 
         if request.regenerate_message_id:
@@ -246,7 +248,7 @@ def aprepare_chat(
             if target.role != Message.Role.ASSISTANT or question is None:
                 raise InvalidRequest("再生成できるのは回答だけです。")
             earlier = tree.path_to(question)[:-1]
-            user_message = question
+            user_message: Message | versions.Node = question
             text = question.content
         else:
             if request.edit_message_id:
@@ -259,7 +261,10 @@ def aprepare_chat(
             earlier = tree.path_to(parent)
             text = request.message
             user_message = Message.objects.create(
-                conversation=conversation, parent=parent, role=Message.Role.USER, content=text
+                conversation=conversation,
+                parent_id=parent.pk if parent else None,
+                role=Message.Role.USER,
+                content=text,
             )
 
         chosen = chat_model(conversation, requested=request.model)
@@ -271,7 +276,7 @@ def aprepare_chat(
         )
         assistant = Message.objects.create(
             conversation=conversation,
-            parent=user_message,
+            parent_id=user_message.pk,
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,
             model=model_for(chosen),
@@ -377,9 +382,10 @@ def _store_ending(message_id: str, fields: dict[str, Any]) -> MessageSnapshot | 
     if rows.filter(status=Message.Status.STREAMING).update(**fields, updated_at=now):
         return None
     with transaction.atomic():
-        # No longer streaming (no state leads back to it, so the rest needs no lock on
-        # that first UPDATE's answer). Stopped from another process (amark_stopped asks; the producer ends it). An answer
-        # that completed meanwhile stays stopped: the stop was already confirmed to the user.
+        # No longer streaming (no state leads back to it, so nothing here needs that first
+        # UPDATE in the transaction). Stopped from another process (amark_stopped asks; the
+        # producer ends it)? An answer that completed meanwhile stays stopped: the stop was
+        # already confirmed to the user.
         stopped = dict(fields)
         if stopped["status"] == Message.Status.COMPLETE:
             stopped.update(status=Message.Status.STOPPED, finish_reason="stopped")

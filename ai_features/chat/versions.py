@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..models import Conversation, Message
 from .errors import NotFound
@@ -29,33 +30,72 @@ class Turn:
         return {"index": self.index, "count": len(self.sibling_ids), "ids": self.sibling_ids}
 
 
+class Placed(Protocol):
+    """Where a message sits in its tree: all the walking below needs."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def parent_id(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A message as a stream start needs it: its place, role and status, and its text for
+    the model's context. A plain row, not a model instance (see Tree.load_nodes)."""
+
+    pk: uuid.UUID
+    parent_id: uuid.UUID | None
+    role: str
+    status: str
+    content: str
+
+
+P = TypeVar("P", bound=Placed)
+Q = TypeVar("Q", bound=Placed)
+
+
 @dataclass
-class Tree:
+class Tree(Generic[P]):
     """All messages of one conversation, indexed for walking up and down."""
 
-    by_id: dict
-    children: dict  # parent id (None for roots) -> children, oldest first
+    by_id: dict[Any, P]
+    children: dict[Any, list[P]]  # parent id (None for roots) -> children, oldest first
 
-    @classmethod
-    def load(cls, conversation: Conversation) -> Tree:
-        messages = list(conversation.messages.order_by("created_at", "pk"))
-        children: dict = defaultdict(list)
-        for message in messages:
-            children[message.parent_id].append(message)
-        return cls(by_id={m.pk: m for m in messages}, children=children)
+    @staticmethod
+    def _of(items: list[Q]) -> Tree[Q]:
+        children: dict[Any, list[Q]] = defaultdict(list)
+        for item in items:
+            children[item.parent_id].append(item)
+        return Tree(by_id={item.pk: item for item in items}, children=children)
 
-    @classmethod
-    def empty(cls) -> Tree:
+    @staticmethod
+    def load(conversation: Conversation) -> Tree[Message]:
+        return Tree._of(list(conversation.messages.order_by("created_at", "pk")))
+
+    @staticmethod
+    def load_nodes(conversation: Conversation) -> Tree[Node]:
+        """The same tree of plain rows: a start reads its whole conversation, and a model
+        instance per message cost ~35 µs against ~5 µs for a row (360 messages: 12.8 ms
+        against 1.6 ms; bench/README.md)."""
+        rows = conversation.messages.order_by("created_at", "pk").values_list(
+            "id", "parent_id", "role", "status", "content"
+        )
+        return Tree._of([Node(*row) for row in rows])
+
+    @staticmethod
+    def empty() -> Tree[Any]:
         """The tree of a conversation made in this transaction: no query needed."""
-        return cls(by_id={}, children=defaultdict(list))
+        return Tree(by_id={}, children=defaultdict(list))
 
-    def newest_leaf_under(self, message: Message) -> Message:
+    def newest_leaf_under(self, message: P) -> P:
         """Follow the newest child down: the latest answer of a branch."""
         while self.children.get(message.pk):
             message = self.children[message.pk][-1]
         return message
 
-    def leaf(self, conversation: Conversation) -> Message | None:
+    def leaf(self, conversation: Conversation) -> P | None:
         current = self.by_id.get(conversation.current_message_id)
         if current is not None:
             return current
@@ -64,9 +104,9 @@ class Tree:
         roots = self.children.get(None)
         return self.newest_leaf_under(roots[-1]) if roots else None
 
-    def path_to(self, message: Message | None) -> list[Message]:
+    def path_to(self, message: P | None) -> list[P]:
         """Root first, ending with `message`."""
-        path: list[Message] = []
+        path: list[P] = []
         seen: set = set()
         while message is not None and message.pk not in seen:
             seen.add(message.pk)
@@ -75,12 +115,12 @@ class Tree:
         path.reverse()
         return path
 
-    def turn(self, message: Message) -> Turn:
+    def turn(self: Tree[Message], message: Message) -> Turn:
         siblings = self.children[message.parent_id]
         ids = [str(m.pk) for m in siblings]
         return Turn(message=message, index=ids.index(str(message.pk)) + 1, sibling_ids=ids)
 
-    def all_messages(self) -> list[Message]:
+    def all_messages(self: Tree[Message]) -> list[Message]:
         return sorted(self.by_id.values(), key=lambda m: (m.created_at, str(m.pk)))
 
 
