@@ -122,6 +122,16 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def loop_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process's main thread (its task id is the pid): in the
+    stream service, the event loop. The rest of the process's CPU is its other threads'
+    (the database threads)."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return 0.0
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -275,6 +285,7 @@ class Bench:
         target = self.targets[name]
         before_up = self.upstream_stats()
         before_cpu = cpu_seconds(pid) if pid else 0.0
+        before_loop = loop_thread_cpu_seconds(pid) if pid else 0.0
         # With Redis, redis-server's own CPU is part of the price of a relayed token.
         redis_server = self.redis if name == REDIS_TARGET else None
         redis_pid = redis_server.process.pid if redis_server and redis_server.process else None
@@ -293,6 +304,12 @@ class Bench:
             relayed = figures["tokens"]
             cpu = cpu_seconds(pid) - before_cpu
             figures["cpu_per_token_us"] = round(cpu / relayed * 1e6, 2) if relayed else None
+            if relayed:
+                # Where it went: the event loop's thread, and every other thread (in the
+                # service: the database threads, whose CPU is the ORM's and psycopg's).
+                loop = loop_thread_cpu_seconds(pid) - before_loop
+                figures["loop_thread_cpu_per_token_us"] = round(loop / relayed * 1e6, 2)
+                figures["other_threads_cpu_per_token_us"] = round((cpu - loop) / relayed * 1e6, 2)
             if relayed and produced and up_cpu > 0:
                 figures["cpu_ratio_to_upstream"] = round((cpu / relayed) / (up_cpu / produced), 2)
             if redis_pid and relayed:
@@ -765,6 +782,10 @@ def table(figures: dict[str, Any]) -> str:
         rows.append((label, fmt(up), fmt(cpu["relay"].get("cpu_per_token_us")),
                      fmt(cpu["service"].get("cpu_per_token_us")),
                      cell(cpu, REDIS_TARGET, "cpu_per_token_us"), ""))  # fmt: skip
+        for key, what in (("loop_thread", "event-loop thread"), ("other_threads", "other threads")):
+            rows.append((f"  of which {what}", "", "",
+                         fmt(cpu["service"].get(f"{key}_cpu_per_token_us")),
+                         cell(cpu, REDIS_TARGET, f"{key}_cpu_per_token_us"), ""))  # fmt: skip
         if redis_server is not None:
             rows.append(("  + redis-server's own CPU/token µs", "", "", "", fmt(redis_server),
                          ""))  # fmt: skip
