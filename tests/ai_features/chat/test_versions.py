@@ -97,3 +97,24 @@ def test_a_long_conversation_deletes_whole(tree: dict) -> None:
     conversation.delete()
 
     assert Message.objects.count() == 0
+
+
+def test_a_tree_of_rows_has_the_shape_of_the_tree_of_messages(tree: dict) -> None:
+    """What a start reads (Tree.load_nodes): the same messages, parents, order and leaf as
+    Tree.load, as plain rows with the fields the model's context needs."""
+    conversation = tree["conversation"]
+    messages, rows = versions.Tree.load(conversation), versions.Tree.load_nodes(conversation)
+
+    assert list(rows.by_id) == list(messages.by_id)
+    assert {k: [n.pk for n in v] for k, v in rows.children.items()} == {
+        k: [m.pk for m in v] for k, v in messages.children.items()
+    }
+    path = rows.path_to(rows.leaf(conversation))
+    assert [(n.role, n.content) for n in path] == [
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q2"),
+        ("assistant", "a2b"),
+    ]
+    assert all(isinstance(n, versions.Node) and n.status == "complete" for n in path)
+    assert path[0].parent_id is None and path[1].parent_id == tree["q1"].pk
