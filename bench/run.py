@@ -1,7 +1,8 @@
 """`make bench`: how cheaply c3-app-stream relays tokens, as multiples of Python's floor.
 
 python -m bench.run [--quick] [--sqlite] [--only cpu,gaps,...] [--no-redis] [--json PATH]
-                    [--profile PATH [--profile-during cpu|burst]] [--gap-levels 100,300]
+                    [--profile PATH [--profile-during cpu|burst] [--profile-gil]]
+                    [--gap-levels 100,300]
 
 Starts the lean fake upstream (bench/upstream.py), the reference relay (bench/relay.py),
 c3-app-stream exactly as `start_stream.sh` runs it (DEBUG off, a fresh PostgreSQL database
@@ -512,7 +513,8 @@ class Bench:
     def start_profiler(self) -> subprocess.Popen:
         return subprocess.Popen(  # noqa: S603
             [str(VENV_BIN / "py-spy"), "record", "--pid", str(self.service.pid), "--rate", "250",
-             "--format", "raw", "--output", str(self.args.profile), "--threads"],
+             "--format", "raw", "--output", str(self.args.profile), "--threads",
+             *(["--gil"] if self.args.profile_gil else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -859,6 +861,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("cpu", "burst"),
         default="cpu",
         help="the load --profile records: cpu (default) or burst (the start path)",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (py-spy --gil): where Python's CPU goes, "
+        "without threads that wait for the GIL showing up at whatever line they stopped",
     )
     parser.add_argument(
         "--redis",
