@@ -113,24 +113,25 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU from a /proc `stat` file (a process's or one thread's); 0 once the
+    process is gone."""
+    with contextlib.suppress(OSError):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its children (gunicorn's workers), from /proc."""
-    total = 0
-    for each in _descendants(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+    return sum(_stat_cpu_seconds(Path(f"/proc/{each}/stat")) for each in _descendants(pid))
 
 
 def loop_thread_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process's main thread (its task id is the pid): in the
     stream service, the event loop. The rest of the process's CPU is its other threads'
     (the database threads)."""
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return 0.0
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
 def rss_kib(pid: int) -> int:
