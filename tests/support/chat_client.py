@@ -19,6 +19,16 @@ CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 STREAM_PATH = "/api/ai/chat/stream/"
 
 
+def json_body(body: dict[str, Any] | bytes) -> bytes:
+    """A request body: a dict as JSON; bytes as they are (for malformed bodies)."""
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+def json_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A JSON body's Content-Type, with the caller's headers over it."""
+    return {"Content-Type": "application/json", **(extra or {})}
+
+
 class ChatClient:
     """One logged-in browser-like user of c3-app (cookie jar) plus the stream service.
 
@@ -145,12 +155,9 @@ class ChatClient:
         return request_sse(
             "POST",
             f"{self.base_url(via)}{STREAM_PATH}",
-            content=body if isinstance(body, bytes) else json.dumps(body).encode(),
+            content=json_body(body),
             headers=self.headers_for(
-                via,
-                token=token,
-                cookies=use_cookies,
-                extra={"Content-Type": "application/json", **(headers or {})},
+                via, token=token, cookies=use_cookies, extra=json_headers(headers)
             ),
             cookies=self.jar_for(via, cookies=use_cookies),
             timeout=timeout or self.timeout,
@@ -170,10 +177,8 @@ class ChatClient:
     ) -> StreamResult:
         """POST and read the whole body at once (for answers refused before streaming);
         without `session` the app gets the CSRF cookie but no session cookie."""
-        content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        send = self.headers_for(
-            via, token=token, extra={"Content-Type": "application/json", **(headers or {})}
-        )
+        content = json_body(body)
+        send = self.headers_for(via, token=token, extra=json_headers(headers))
         jar = self.jar_for(via)
         if jar is not None and not session:
             jar = httpx.Cookies({"csrftoken": self.csrf_token})
