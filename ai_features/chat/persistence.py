@@ -173,7 +173,7 @@ def chat_model(conversation: Conversation, *, requested: str | None) -> str | No
 def build_context(
     conversation: Conversation,
     *,
-    earlier: Sequence[Message | versions.Node],
+    earlier: Sequence[versions.Node],
     new_message: str,
     include_history: bool,
 ) -> list[dict[str, str]]:
