@@ -159,7 +159,7 @@ def history(
     if all_versions:
         shown = tree.all_messages()[-limit:]
     else:
-        shown = tree.path_to(tree.leaf(conversation))[-limit:]
+        shown = tree.path_to(tree.leaf(conversation.current_message_id))[-limit:]
     return conversation, [message_json(m, tree.turn(m)) for m in shown]
 
 

@@ -26,6 +26,8 @@ from typing import ParamSpec, TypeVar
 from django.conf import settings
 from django.db import connections
 
+from . import pg
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -74,6 +76,7 @@ def close_db_threads() -> None:
     (the unit tests that move a module from SQLite to PostgreSQL and back): a kept
     connection lives in its thread, out of reach of the thread that changed the settings."""
     global _executor, _executor_pid
+    pg.close_all_pools()  # the event loops' connections, made from the same settings
     with _lock:
         executor, made_in = _executor, _executor_pid
         _executor, _executor_pid = None, None

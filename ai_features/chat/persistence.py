@@ -29,12 +29,22 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .. import metrics
+from ..ids import new_uuid
 from ..models import Conversation, Message
-from . import versions
+from . import pg, versions
 from .db import db_task
 from .errors import InvalidRequest, NotFound
 from .events import StartFields
 from .requests import ChatRequest
+from .start_store import (
+    ConversationRow,
+    NewMessage,
+    OrmStartStore,
+    PgStartStore,
+    StartStore,
+    TargetRow,
+    drive,
+)
 from .text import neutralise_bidi
 
 # Statuses whose text is worth sending back to the model as context.
@@ -127,40 +137,7 @@ def latest_conversation(owner_id: int, *, lock: bool = False) -> Conversation | 
     return _conversations_of(owner_id, lock=lock).order_by("-updated_at").first()
 
 
-def _conversation_to_continue(
-    user_id: int, conversation_id: str | None
-) -> tuple[Conversation, bool]:
-    """The named conversation, else the latest (made if there is none), locked: two starts
-    of one user (on two database threads or two processes) then take turns, so both answers
-    do not branch from the same leaf. Also: whether it was made here (it has no messages)."""
-    if conversation_id is not None:
-        return owned_conversation(user_id, conversation_id=conversation_id, lock=True), False
-    latest = latest_conversation(user_id, lock=True)
-    if latest is not None:
-        return latest, False
-    return Conversation.objects.create(owner_id=user_id), True
-
-
-def _owned_message(user_id: int, message_id: str, conversation_id: str | None) -> Message:
-    """A message of the user's (in `conversation_id` when given), its conversation locked."""
-    parsed = parse_uuid(message_id)
-    message = (
-        Message.objects.filter(pk=parsed, conversation__owner_id=user_id).first()
-        if parsed
-        else None
-    )
-    if message is None or (
-        conversation_id is not None and str(message.conversation_id) != conversation_id
-    ):
-        raise NotFound()
-    locked = Conversation.objects.select_for_update().filter(pk=message.conversation_id).first()
-    if locked is None:  # deleted since the message was read
-        raise NotFound()
-    message.conversation = locked  # the caller's `message.conversation`: no second fetch
-    return message
-
-
-def chat_model(conversation: Conversation, *, requested: str | None) -> str | None:
+def chat_model(conversation: ConversationRow, *, requested: str | None) -> str | None:
     """The model for this turn: the one asked for, else the conversation's while it is
     still offered, else None (the provider's default, OPENAI_MODEL)."""
     if requested:
@@ -171,7 +148,7 @@ def chat_model(conversation: Conversation, *, requested: str | None) -> str | No
 
 
 def build_context(
-    conversation: Conversation,
+    conversation: ConversationRow,
     *,
     earlier: Sequence[versions.Node],
     new_message: str,
@@ -208,8 +185,7 @@ def build_context(
     return context
 
 
-@db_task
-def aprepare_chat(
+async def aprepare_chat(
     user_id: int,
     *,
     request: ChatRequest,
@@ -217,86 +193,156 @@ def aprepare_chat(
     producer: str = "",
 ) -> PreparedChat:
     """Store the question (unless regenerating) and an empty answer below it, make the
-    answer the conversation's current leaf, and build the context from the path above.
+    answer the conversation's current leaf, and build the context from the path above; in
+    one transaction, on the event loop's PostgreSQL pool when it has one (pg.py), else on a
+    database thread through the ORM (`prepare_chat`).
 
     `model_for` maps the chosen model to the one that really answers (the provider's).
     `producer` (see liveness.py) is stored on the answer with a first heartbeat, in this
     same transaction rather than in a separate claim: one round trip less per start."""
-    with transaction.atomic():
-        if request.regenerate_message_id or request.edit_message_id:
-            target = _owned_message(
-                user_id,
-                request.regenerate_message_id or request.edit_message_id or "",
-                request.conversation_id,
-            )
-            conversation, made = target.conversation, False
-        elif request.new_conversation:
-            target = None
-            conversation, made = Conversation.objects.create(owner_id=user_id), True
-        else:
-            target = None
-            conversation, made = _conversation_to_continue(user_id, request.conversation_id)
-        # A conversation made just now has no messages: one statement less per start.
-        tree: versions.Tree[versions.Node] = (
-            versions.Tree.empty() if made else versions.Tree.load_nodes(conversation)
+    pool = pg.current_pool()
+    if pool is None:
+        return await _aprepare_in_thread(
+            user_id, request=request, model_for=model_for, producer=producer
         )
-        had_answer = any(m.role == Message.Role.ASSISTANT for m in tree.by_id.values())
 
-        if request.regenerate_message_id:
+    async def aunit(connection: Any) -> PreparedChat:
+        async with connection.transaction():
+            store = PgStartStore(connection)
+            return await _aprepare(store, user_id, request, model_for, producer)
+
+    return await pg.arun(aunit, pool)
+
+
+def prepare_chat(
+    user_id: int,
+    *,
+    request: ChatRequest,
+    model_for: Callable[[str | None], str],
+    producer: str = "",
+) -> PreparedChat:
+    """aprepare_chat on Django's ORM, in this thread (a database thread: see db_task)."""
+    with transaction.atomic():
+        return drive(_aprepare(OrmStartStore(), user_id, request, model_for, producer))
+
+
+_aprepare_in_thread = db_task(prepare_chat)
+
+
+async def _aprepare(
+    store: StartStore,
+    user_id: int,
+    request: ChatRequest,
+    model_for: Callable[[str | None], str],
+    producer: str,
+) -> PreparedChat:
+    """The start itself, on either store. The conversation is locked first: two starts of
+    one user (on two connections or two processes) then take turns, so both answers do not
+    branch from the same leaf."""
+    target: TargetRow | None = None
+    made = False
+    if request.regenerate_message_id or request.edit_message_id:
+        named = parse_uuid(request.regenerate_message_id or request.edit_message_id)
+        found = await store.alock_target(user_id, message_id=named) if named else None
+        if found is None or (
+            request.conversation_id is not None and str(found[1].pk) != request.conversation_id
+        ):
+            raise NotFound()
+        target, conversation = found
+    elif request.new_conversation or request.conversation_id is None:
+        latest = None
+        if not request.new_conversation:
+            latest = await store.alock_conversation(user_id, conversation_id=None)
+        if latest is None:
+            latest = await store.acreate_conversation(user_id, pk=new_uuid(), now=timezone.now())
+            made = True
+        conversation = latest
+    else:
+        parsed = parse_uuid(request.conversation_id)
+        named_conversation = (
+            await store.alock_conversation(user_id, conversation_id=parsed) if parsed else None
+        )
+        if named_conversation is None:
+            raise NotFound()
+        conversation = named_conversation
+    # A conversation made just now has no messages: one statement less per start.
+    tree: versions.Tree[versions.Node] = versions.Tree.of(
+        [] if made else await store.anodes(conversation.pk)
+    )
+    had_answer = any(m.role == Message.Role.ASSISTANT for m in tree.by_id.values())
+
+    new_messages: list[NewMessage] = []
+    if request.regenerate_message_id:
+        assert target is not None
+        question = tree.by_id.get(target.parent_id)
+        if target.role != Message.Role.ASSISTANT or question is None:
+            raise InvalidRequest("再生成できるのは回答だけです。")
+        earlier = tree.path_to(question)[:-1]
+        question_id, question_parent_id = question.pk, question.parent_id
+        text = question.content
+    else:
+        if request.edit_message_id:
             assert target is not None
-            question = tree.by_id.get(target.parent_id)
-            if target.role != Message.Role.ASSISTANT or question is None:
-                raise InvalidRequest("再生成できるのは回答だけです。")
-            earlier = tree.path_to(question)[:-1]
-            user_message: Message | versions.Node = question
-            text = question.content
+            if target.role != Message.Role.USER:
+                raise InvalidRequest("編集できるのは自分のメッセージだけです。")
+            parent = tree.by_id.get(target.parent_id)
         else:
-            if request.edit_message_id:
-                assert target is not None
-                if target.role != Message.Role.USER:
-                    raise InvalidRequest("編集できるのは自分のメッセージだけです。")
-                parent = tree.by_id.get(target.parent_id)
-            else:
-                parent = tree.leaf(conversation)
-            earlier = tree.path_to(parent)
-            text = request.message
-            user_message = Message.objects.create(
-                conversation=conversation,
-                parent_id=parent.pk if parent else None,
+            parent = tree.leaf(conversation.current_message_id)
+        earlier = tree.path_to(parent)
+        text = request.message
+        question_id, question_parent_id = new_uuid(), parent.pk if parent else None
+        new_messages.append(
+            NewMessage(
+                pk=question_id,
+                conversation_id=conversation.pk,
+                parent_id=question_parent_id,
                 role=Message.Role.USER,
                 content=text,
+                status=Message.Status.COMPLETE,
+                model="",
+                producer="",
+                heartbeat_at=None,
+                created_at=timezone.now(),
             )
+        )
 
-        chosen = chat_model(conversation, requested=request.model)
-        context = build_context(
-            conversation,
-            earlier=earlier,
-            new_message=text,
-            include_history=request.include_history,
-        )
-        assistant = Message.objects.create(
-            conversation=conversation,
-            parent_id=user_message.pk,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            model=model_for(chosen),
-            producer=producer,
-            heartbeat_at=timezone.now() if producer else None,
-        )
-        conversation.current_message = assistant
-        if request.model:
-            conversation.model = request.model
-        if not conversation.title:
-            conversation.title = title_from(text)
-        conversation.save(update_fields=["title", "model", "current_message", "updated_at"])
+    chosen = chat_model(conversation, requested=request.model)
+    context = build_context(
+        conversation,
+        earlier=earlier,
+        new_message=text,
+        include_history=request.include_history,
+    )
+    now = timezone.now()
+    answer = NewMessage(
+        pk=new_uuid(),
+        conversation_id=conversation.pk,
+        parent_id=question_id,
+        role=Message.Role.ASSISTANT,
+        content="",
+        status=Message.Status.STREAMING,
+        model=model_for(chosen),
+        producer=producer,
+        heartbeat_at=now if producer else None,
+        created_at=now,
+    )
+    new_messages.append(answer)
+    await store.ainsert_messages(new_messages)
+    await store.aupdate_conversation(
+        conversation.pk,
+        title=conversation.title or title_from(text),
+        model=request.model or conversation.model,
+        current_message_id=answer.pk,
+        now=now,
+    )
     return PreparedChat(
         conversation_id=str(conversation.pk),
-        user_message_id=str(user_message.pk),
-        assistant_message_id=str(assistant.pk),
+        user_message_id=str(question_id),
+        assistant_message_id=str(answer.pk),
         context=context,
-        parent_id=str(user_message.parent_id) if user_message.parent_id else None,
+        parent_id=str(question_parent_id) if question_parent_id else None,
         model=chosen,
-        answer_model=assistant.model,
+        answer_model=answer.model,
         language=request.language,
         wants_title=settings.CHAT_AUTO_TITLE
         and not had_answer
@@ -314,10 +360,26 @@ def aset_auto_title(conversation_id: str, *, title: str) -> bool:
     return updated == 1
 
 
-@db_task
-def asave_partial(message_id: str, *, content: str) -> bool:
+async def asave_partial(message_id: str, *, content: str) -> bool:
     """Save the text so far; False when the message is no longer `streaming` (stopped from
     another process, see amark_stopped), which tells the generation to end."""
+    pool = pg.current_pool()
+    if pool is None:
+        return await _asave_partial_in_thread(message_id, content=content)
+
+    async def aunit(connection: Any) -> bool:
+        cursor = await connection.execute(
+            "UPDATE ai_features_message SET content = %s, updated_at = %s"
+            " WHERE id = %s AND status = 'streaming'",
+            (content, timezone.now(), message_id),
+        )
+        return cursor.rowcount == 1
+
+    return await pg.arun(aunit, pool)
+
+
+@db_task
+def _asave_partial_in_thread(message_id: str, *, content: str) -> bool:
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         content=content, updated_at=timezone.now()
     )
@@ -333,8 +395,7 @@ def amark_stopped(message_id: str) -> bool:
     return updated == 1
 
 
-@db_task
-def afinish_message(
+async def afinish_message(
     message_id: str,
     *,
     content: str,
@@ -355,7 +416,40 @@ def afinish_message(
         "prompt_tokens": usage["prompt_tokens"] if usage else None,
         "completion_tokens": usage["completion_tokens"] if usage else None,
     }
-    return _store_ending(message_id, fields)
+    pool = pg.current_pool()
+    if pool is not None:
+        # The usual case, the first ending, as one statement on the loop; the rest (ended
+        # or stopped elsewhere) on a database thread, where _store_ending decides.
+        async def aunit(connection: Any) -> bool:
+            cursor = await connection.execute(
+                _FIRST_ENDING_SQL, _first_ending_params(message_id, fields)
+            )
+            return cursor.rowcount == 1
+
+        if await pg.arun(aunit, pool):
+            return None
+    return await _astore_ending(message_id, fields)
+
+
+# What _store_ending's first UPDATE sends, for the event loop's connection.
+_FIRST_ENDING_SQL = (
+    "UPDATE ai_features_message SET content = %s, status = %s, finish_reason = %s,"
+    " error_code = %s, prompt_tokens = %s, completion_tokens = %s, updated_at = %s"
+    " WHERE id = %s AND status = 'streaming'"
+)
+
+
+def _first_ending_params(message_id: str, fields: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        fields["content"],
+        fields["status"],
+        fields["finish_reason"],
+        fields["error_code"],
+        fields["prompt_tokens"],
+        fields["completion_tokens"],
+        timezone.now(),
+        message_id,
+    )
 
 
 @db_task
@@ -375,6 +469,7 @@ def astore_text(message_id: str, *, content: str, status: str, error_code: str =
 
 
 def _store_ending(message_id: str, fields: dict[str, Any]) -> MessageSnapshot | None:
+    """Store an ending (afinish_message's fields) and tell whether it stands (see there)."""
     now = timezone.now()
     rows = Message.objects.filter(pk=message_id)
     # The usual case: still streaming, so this ending is the first. One statement, atomic on
@@ -400,6 +495,9 @@ def _store_ending(message_id: str, fields: dict[str, Any]) -> MessageSnapshot | 
             message.content = fields["content"]
             message.save(update_fields=["content", "updated_at"])
         return _snapshot(message)
+
+
+_astore_ending = db_task(_store_ending)
 
 
 def _snapshot(message: Message) -> MessageSnapshot:

@@ -18,6 +18,7 @@ from django.conf import settings
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from ..chat import pg
 from ..chat.service import ChatService
 from .cors import allowed_origins
 from .middleware import ConnectionLimitMiddleware, HostAndRequestIdMiddleware
@@ -75,6 +76,9 @@ def set_switch_interval() -> None:
 def create_app(service: ChatService | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # This loop's PostgreSQL connections for a stream's own statements (chat/pg.py);
+        # opened first, so that the recovery below already uses them.
+        pg.open_pool()
         app.state.chat = service or ChatService()
         # Build the provider (and import the SDK) now, not on the first user's request.
         app.state.chat.provider_factory()
@@ -92,6 +96,7 @@ def create_app(service: ChatService | None = None) -> FastAPI:
             )
         yield
         await app.state.chat.ashutdown()
+        pg.close_pool()
 
     app = FastAPI(
         title="c3-app-stream",

@@ -2,8 +2,10 @@
 PostgreSQL: the question before the answer, ownership, the stop-versus-complete race, the
 fallback write, the stale sweep and the end of an orphaned answer.
 
-The functions are awaited the way the core awaits them (`db_task`), from sync tests through
-async_to_sync, so each runs its own transactions on a committed database."""
+The functions are awaited the way the stream service awaits them (tests/support/loop_db.py:
+on PostgreSQL a start, a partial save and an ending run on the loop's own connections, the
+rest on the database threads), from sync tests, so each runs its own transactions on a
+committed database."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connections, transaction
@@ -25,17 +26,13 @@ from ai_features.chat import persistence
 from ai_features.chat.errors import InvalidRequest, NotFound
 from ai_features.chat.requests import ChatRequest
 from ai_features.models import Conversation, Message
+from tests.support.loop_db import call
 from tests.support.servers import POSTGRES_ADMIN_DSN
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("unit_database")]
 
 User = get_user_model()
 FULL_TEXT = "The whole answer, every word of it."
-
-
-def call(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Await a db_task from sync code, as the core would."""
-    return async_to_sync(task)(*args, **kwargs)
 
 
 def model_for(requested: str | None) -> str:

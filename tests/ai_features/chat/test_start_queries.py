@@ -1,14 +1,20 @@
-"""How many SQL statements a stream start costs, pinned (not timed): under load each one
-is a wait for the GIL on a database thread, so a start's latency grows with their number
-(bench/README.md). A change that adds one must change the figure here, on purpose.
+"""How many SQL statements a stream start and an ending cost, pinned (not timed): each is a
+round trip, and on a database thread a wait for the GIL as well (bench/README.md), so a
+start's latency grows with their number. A change that adds one must change the figure
+here, on purpose.
 
-Counted with Django's CaptureQueriesContext on the sync functions the core runs on its
-database threads, BEGIN and COMMIT left out (how each database logs them differs)."""
+Both stores (chat/start_store.py) are counted: the ORM's with Django's CaptureQueriesContext
+(on SQLite and PostgreSQL), the event loop's by recording what its psycopg connection is
+asked to execute (PostgreSQL). BEGIN and COMMIT are left out (how each logs them differs)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
+import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
@@ -18,11 +24,9 @@ from ai_features.auth.tokens import get_user_for_session, mint_stream_token, ver
 from ai_features.chat import persistence
 from ai_features.chat.requests import ChatRequest
 from ai_features.models import Message
+from tests.support.loop_db import call
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("unit_database")]
-
-# The sync function under `db_task` (functools.wraps keeps it as __wrapped__).
-prepare_chat = persistence.aprepare_chat.__wrapped__
 
 
 def statements(unit: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
@@ -31,41 +35,115 @@ def statements(unit: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
     return result, [q["sql"] for q in captured.captured_queries]
 
 
-def start(user: Any, **fields: Any) -> tuple[persistence.PreparedChat, list[str]]:
-    request = ChatRequest(**{"message": "Hello?", **fields})
-    return statements(prepare_chat, user.pk, request=request, model_for=lambda m: "model")
-
-
 def without_transaction(sql: list[str]) -> list[str]:
     """The statements between BEGIN (SQLite: BEGIN IMMEDIATE) and COMMIT."""
     return [s for s in sql if s not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT")]
 
 
-def test_a_start_in_the_latest_conversation_sends_five_statements(alice: Any) -> None:
-    """Lock the conversation, read its messages, store question and answer, move the leaf."""
-    start(alice)
-    prepared, sql = start(alice)
+@contextmanager
+def loop_statements() -> Iterator[list[tuple[str, bool]]]:
+    """What the event loop's connections execute: (SQL, inside a transaction)."""
+    sent: list[tuple[str, bool]] = []
+    execute = psycopg.AsyncConnection.execute
 
-    assert len(without_transaction(sql)) == 5, sql
-    assert Message.objects.filter(conversation_id=prepared.conversation_id).count() == 4
+    async def record(self: psycopg.AsyncConnection[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        idle = self.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        sent.append((str(query), not idle))
+        return await execute(self, query, *args, **kw)
 
-
-def test_a_new_conversation_does_not_read_its_messages(alice: Any) -> None:
-    """Made in the same transaction, it has none: (look for the latest,) make it, store the
-    two messages, move the leaf."""
-    for fields, count in (({}, 5), ({"new_conversation": True}, 4)):
-        _, sql = start(alice, **fields)
-        assert len(without_transaction(sql)) == count, (fields, sql)
-        assert not any('FROM "ai_features_message"' in s for s in sql), sql
+    with mock.patch.object(psycopg.AsyncConnection, "execute", record):
+        yield sent
 
 
-def test_a_regeneration_reads_its_conversation_once(alice: Any) -> None:
-    """The answer, its conversation locked (and kept), the tree, the new answer, the leaf."""
-    first, _ = start(alice)
-    _, sql = start(alice, message="", regenerate_message_id=first.assistant_message_id)
+ENDING = {
+    "content": "Hi",
+    "status": "complete",
+    "finish_reason": "",
+    "error_code": "",
+    "prompt_tokens": None,
+    "completion_tokens": None,
+}
 
-    assert len(without_transaction(sql)) == 5, sql
-    assert sum('FROM "ai_features_conversation"' in s for s in sql) == 1, sql
+
+class TestTheOrmStore:
+    """Django's ORM on a database thread: SQLite, and callers without a loop pool."""
+
+    def start(self, user: Any, **fields: Any) -> tuple[persistence.PreparedChat, list[str]]:
+        chat = ChatRequest(**{"message": "Hello?", **fields})
+        prepared, sql = statements(
+            persistence.prepare_chat, user.pk, request=chat, model_for=lambda m: "model"
+        )
+        return prepared, without_transaction(sql)
+
+    def end(self, message_id: str) -> list[tuple[str, bool]]:
+        """The first ending's statements: (first word, inside a transaction)."""
+        sent: list[tuple[str, bool]] = []
+
+        def record(execute: Any, sql: str, *args: Any) -> Any:
+            sent.append((sql.split()[0], connection.in_atomic_block))
+            return execute(sql, *args)
+
+        with connection.execute_wrapper(record):
+            assert persistence._store_ending(message_id, dict(ENDING)) is None
+        return sent
+
+    def test_a_start_in_the_latest_conversation_sends_four_statements(self, alice: Any) -> None:
+        """Lock the conversation, read its messages, store question and answer (one
+        INSERT), move the leaf."""
+        self.start(alice)
+        prepared, sql = self.start(alice)
+
+        assert len(sql) == 4, sql
+        assert sum(s.startswith("INSERT") for s in sql) == 1, sql
+        assert Message.objects.filter(conversation_id=prepared.conversation_id).count() == 4
+
+    def test_a_new_conversation_does_not_read_its_messages(self, alice: Any) -> None:
+        """Made in the same transaction, it has none: (look for the latest,) make it, store
+        the two messages, move the leaf."""
+        for fields, count in (({}, 4), ({"new_conversation": True}, 3)):
+            _, sql = self.start(alice, **fields)
+            assert len(sql) == count, (fields, sql)
+            assert not any(s.startswith("SELECT") and "ai_features_message" in s for s in sql)
+
+    def test_a_regeneration_reads_its_conversation_once(self, alice: Any) -> None:
+        """The answer with its conversation locked (one statement), the tree, the new
+        answer, the leaf."""
+        first, _ = self.start(alice)
+        _, sql = self.start(alice, message="", regenerate_message_id=first.assistant_message_id)
+
+        assert len(sql) == 4, sql
+        selects = [s for s in sql if s.startswith("SELECT")]
+        assert sum("ai_features_conversation" in s for s in selects) == 1, sql
+
+    def test_an_answer_that_ends_first_is_stored_in_one_statement(self, alice: Any) -> None:
+        """The usual ending: one UPDATE … WHERE status = 'streaming', atomic on its own,
+        with no transaction around it (on PostgreSQL, BEGIN and COMMIT would be two round
+        trips more)."""
+        prepared, _ = self.start(alice)
+
+        assert self.end(prepared.assistant_message_id) == [("UPDATE", False)]
+        assert Message.objects.get(pk=prepared.assistant_message_id).content == "Hi"
+
+
+@pytest.mark.postgres_only
+class TestTheLoopStore(TestTheOrmStore):
+    """The stream service's own path on PostgreSQL: the same counts on the loop's
+    connections (chat/pg.py), a start's statements all inside its transaction."""
+
+    def start(self, user: Any, **fields: Any) -> tuple[persistence.PreparedChat, list[str]]:
+        chat = ChatRequest(**{"message": "Hello?", **fields})
+        with loop_statements() as sent:
+            prepared = call(
+                persistence.aprepare_chat, user.pk, request=chat, model_for=lambda m: "m"
+            )
+        assert sent and all(in_transaction for _, in_transaction in sent), sent
+        return prepared, [sql for sql, _ in sent]
+
+    def end(self, message_id: str) -> list[tuple[str, bool]]:
+        with loop_statements() as sent:
+            ending = call(persistence.afinish_message, message_id, content="Hi", status="complete")
+        assert ending is None
+        return [(sql.split()[0], in_transaction) for sql, in_transaction in sent]
 
 
 def test_authentication_reads_the_session_and_the_user(alice: Any) -> None:
@@ -78,20 +156,3 @@ def test_authentication_reads_the_session_and_the_user(alice: Any) -> None:
     assert user == alice and len(sql) == 2, sql
     user, sql = statements(get_user_for_session, session_key)
     assert user == alice and len(sql) == 2, sql
-
-
-def test_an_answer_that_ends_first_is_stored_in_one_statement(alice: Any) -> None:
-    """The usual ending: one UPDATE … WHERE status = 'streaming', atomic on its own, with no
-    transaction around it (on PostgreSQL, BEGIN and COMMIT would be two round trips more)."""
-    prepared, _ = start(alice)
-    finish = persistence.afinish_message.__wrapped__
-    sent: list[tuple[str, bool]] = []
-
-    def record(execute: Any, sql: str, *args: Any) -> Any:
-        sent.append((sql.split()[0], connection.in_atomic_block))
-        return execute(sql, *args)
-
-    with connection.execute_wrapper(record):
-        assert finish(prepared.assistant_message_id, content="Hi", status="complete") is None
-    assert sent == [("UPDATE", False)]
-    assert Message.objects.get(pk=prepared.assistant_message_id).content == "Hi"

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 
 from ai_features.chat import versions
 from ai_features.chat.errors import NotFound
+from ai_features.chat.start_store import OrmStartStore, drive
 from ai_features.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -100,16 +101,17 @@ def test_a_long_conversation_deletes_whole(tree: dict) -> None:
 
 
 def test_a_tree_of_rows_has_the_shape_of_the_tree_of_messages(tree: dict) -> None:
-    """What a start reads (Tree.load_nodes): the same messages, parents, order and leaf as
-    Tree.load, as plain rows with the fields the model's context needs."""
+    """What a start reads (its store's rows, Tree.of): the same messages, parents, order
+    and leaf as Tree.load, as plain rows with the fields the model's context needs."""
     conversation = tree["conversation"]
-    messages, rows = versions.Tree.load(conversation), versions.Tree.load_nodes(conversation)
+    messages = versions.Tree.load(conversation)
+    rows = versions.Tree.of(drive(OrmStartStore().anodes(conversation.pk)))
 
     assert list(rows.by_id) == list(messages.by_id)
     assert {k: [n.pk for n in v] for k, v in rows.children.items()} == {
         k: [m.pk for m in v] for k, v in messages.children.items()
     }
-    path = rows.path_to(rows.leaf(conversation))
+    path = rows.path_to(rows.leaf(conversation.current_message_id))
     assert [(n.role, n.content) for n in path] == [
         ("user", "q1"),
         ("assistant", "a1"),
