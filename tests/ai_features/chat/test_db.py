@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from ai_features.chat import db
+from ai_features.chat import db, pg
 from ai_features.logging import request_id_var
 from ai_features.models import Conversation
 
@@ -81,3 +81,9 @@ async def test_a_cancelled_caller_does_not_cut_the_unit_short() -> None:
     task.cancel()
     release.set()
     assert await asyncio.to_thread(finished.wait, 5)
+
+
+async def test_sqlite_has_no_event_loop_pool() -> None:
+    """On SQLite every statement runs here, on the database threads (chat/pg.py is
+    PostgreSQL's)."""
+    assert pg.open_pool() is None and pg.current_pool() is None
