@@ -431,7 +431,15 @@ class Bench:
             if name == "service" and self.profiling("burst"):
                 profiler = self.start_profiler()
                 await asyncio.sleep(1)  # py-spy attaches before the burst (it lasts ~1 s)
-            out[name] = self.public(await self.load(name, count, message(tokens, pace)))
+            # With its CPU: a burst is mostly starts, so this is what a start costs.
+            pid = self.pids()[name] or None
+            figures = await self.load(name, count, message(tokens, pace), pid)
+            if figures.get("cpu_per_token_us") is not None:
+                cpu_ms = figures["cpu_per_token_us"] * tokens / 1000
+                loop_ms = figures["loop_thread_cpu_per_token_us"] * tokens / 1000
+                figures["cpu_per_stream_ms"] = round(cpu_ms, 2)
+                figures["loop_thread_cpu_per_stream_ms"] = round(loop_ms, 2)
+            out[name] = self.public(figures)
             if profiler:
                 self.stop_profiler(profiler)
         self.added(out, "ttft_p50_ms")
