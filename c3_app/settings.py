@@ -280,11 +280,16 @@ STREAM_STALE_AFTER_SECONDS: float = env.float("STREAM_STALE_AFTER_SECONDS", defa
 # incarnation's answers at once; empty: a random id per process (heartbeat only).
 STREAM_INSTANCE_ID: str = env.str("STREAM_INSTANCE_ID", default="")
 REDIS_URL: str = env.str("REDIS_URL", default="")
-# Threads (each with its own kept database connection) that run the streaming core's
-# database work, so that starts and saves do not queue behind each other on one thread.
-# SQLite always gets one: it has one writer, and its shared-cache test database fails
+# Threads (each with its own kept database connection) that run the streaming core's ORM
+# work, so that units of work do not queue behind each other on one thread; on PostgreSQL
+# also the size of the event loop's own connection pool (ai_features/chat/pg.py). SQLite
+# always gets one thread: it has one writer, and its shared-cache test database fails
 # concurrent writers at once instead of waiting.
 STREAM_DB_THREADS: int = env.int("STREAM_DB_THREADS", default=4)
+# On PostgreSQL, run a stream's own statements (start, partial saves, ending) on the event
+# loop's connections instead of the database threads. Off: everything on the threads (for
+# a connection pooler that refuses psycopg's pipeline mode, say).
+STREAM_DB_ON_LOOP: bool = env.bool("STREAM_DB_ON_LOOP", default=True)
 # How long (ms) a thread of the stream process may hold the GIL while another waits for it
 # (sys.setswitchinterval; Python's own default is 5). A database thread whose query has
 # returned waits up to this long for the event loop to let go, once per statement.

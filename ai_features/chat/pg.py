@@ -113,9 +113,9 @@ class Pool:
 
 
 def open_pool() -> Pool | None:
-    """Open this event loop's pool, when the default database is PostgreSQL (else None:
-    the database threads do all the work)."""
-    if connections["default"].vendor != "postgresql":
+    """Open this event loop's pool, when the default database is PostgreSQL and
+    STREAM_DB_ON_LOOP is on (else None: the database threads do all the work)."""
+    if connections["default"].vendor != "postgresql" or not settings.STREAM_DB_ON_LOOP:
         return None
     loop = asyncio.get_running_loop()
     pool = _pools.get(loop)

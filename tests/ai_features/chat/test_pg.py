@@ -114,3 +114,8 @@ async def test_a_connection_past_its_age_is_closed_when_given_back(pool: pg.Pool
     pool.max_age = 0  # CONN_MAX_AGE=0: Django closes its connection after every request
     first = await pg.arun(backend_pid, pool)
     assert await pg.arun(backend_pid, pool) != first
+
+
+async def test_stream_db_on_loop_off_leaves_everything_to_the_threads(settings: Any) -> None:
+    settings.STREAM_DB_ON_LOOP = False
+    assert pg.open_pool() is None and pg.current_pool() is None
