@@ -8,10 +8,11 @@ bench/README.md); here a statement is a socket write and a readiness callback on
 Everything else (the session and user of authentication, the history API, rare paths)
 stays on Django's ORM behind `db_task`, and so does everything on SQLite.
 
-The pool is opened by its loop's owner (the stream service's lifespan, a test) with
-`open_pool()`; code on a loop without one uses the database threads. Connections are made
-from Django's own settings for the default database (`get_connection_params`: host, user,
-password, OPTIONS such as sslmode, prepared statements off for connection poolers), so both
+The pool is opened and closed by its loop's owner (the stream service's lifespan, a test)
+with `open_pool()` and `close_pool()`; code on a loop without one uses the database
+threads. Connections are made from Django's own settings for the default database
+(`get_connection_params`: host, user, password, OPTIONS such as sslmode, prepared
+statements off for connection poolers; then the isolation level and role), so both
 paths reach the same database the same way.
 """
 
@@ -27,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.sql
 from django.conf import settings
 from django.db import connections
 
@@ -42,6 +44,15 @@ def _connection_params() -> dict[str, Any]:
     params = connections["default"].get_connection_params()
     params.pop("cursor_factory", None)  # Django's sync cursor class; the async default here
     return params
+
+
+async def _aset_up(connection: psycopg.AsyncConnection[Any], options: dict[str, Any]) -> None:
+    """What Django does to a new connection from the same OPTIONS (get_new_connection):
+    the isolation level and the role, when set."""
+    if "isolation_level" in options:
+        await connection.set_isolation_level(psycopg.IsolationLevel(options["isolation_level"]))
+    if role := options.get("assume_role"):
+        await connection.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Literal(role)))
 
 
 def _readable(connection: psycopg.AsyncConnection[Any]) -> bool:
@@ -64,6 +75,7 @@ class Pool:
         self.size = size
         self.max_age = max_age
         self._params = _connection_params()
+        self._options = dict(connections["default"].settings_dict["OPTIONS"])
         self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []  # (connection, made)
         self._slots = asyncio.Semaphore(size)
         self._open: set[psycopg.AsyncConnection[Any]] = set()
@@ -94,6 +106,11 @@ class Pool:
             await self._aclose(connection)
         connection = await psycopg.AsyncConnection.connect(autocommit=True, **self._params)
         self._open.add(connection)
+        try:
+            await _aset_up(connection, self._options)
+        except BaseException:
+            await self._aclose(connection)
+            raise
         return connection, time.monotonic()
 
     async def _aclose(self, connection: psycopg.AsyncConnection[Any]) -> None:
@@ -123,8 +140,6 @@ def open_pool() -> Pool | None:
         conn_max_age = settings.DATABASES["default"].get("CONN_MAX_AGE", 0)
         pool = Pool(size=settings.STREAM_DB_THREADS, max_age=conn_max_age)
         _pools[loop] = pool
-        # A loop dropped without closing its pool (a test's) closes its connections too.
-        weakref.finalize(loop, pool.close)
     return pool
 
 

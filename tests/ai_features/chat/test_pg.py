@@ -119,3 +119,27 @@ async def test_a_connection_past_its_age_is_closed_when_given_back(pool: pg.Pool
 async def test_stream_db_on_loop_off_leaves_everything_to_the_threads(settings: Any) -> None:
     settings.STREAM_DB_ON_LOOP = False
     assert pg.open_pool() is None and pg.current_pool() is None
+
+
+async def test_connections_get_djangos_isolation_level_and_role() -> None:
+    """OPTIONS that Django applies to each new connection apply here too."""
+    options = connections["default"].settings_dict["OPTIONS"]
+    saved = dict(options)
+    options.update(isolation_level=psycopg.IsolationLevel.SERIALIZABLE, assume_role="postgres")
+    try:
+        pool = pg.Pool(size=1, max_age=None)
+    finally:
+        options.clear()
+        options.update(saved)
+
+    async def settings_seen(connection: psycopg.AsyncConnection[Any]) -> tuple[Any, ...]:
+        async with connection.transaction():
+            cursor = await connection.execute(
+                "SELECT current_setting('transaction_isolation'), current_user"
+            )
+            return await cursor.fetchone() or ()
+
+    try:
+        assert await pg.arun(settings_seen, pool) == ("serializable", "postgres")
+    finally:
+        pool.close()
