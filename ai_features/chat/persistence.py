@@ -1,4 +1,9 @@
-"""Everything the streaming core stores, as sync functions behind `db_task`.
+"""Everything the streaming core stores.
+
+A stream's own statements (aprepare_chat, asave_partial, afinish_message's usual case) run
+on the event loop's PostgreSQL connections when the loop has a pool (pg.py); the rest, and
+everything without a pool (SQLite, the WSGI fallback), are sync functions behind `db_task`
+on the database threads.
 
 Each function is one transaction: the user's message is stored before the model is called,
 the assistant message exists from the first event, and its final state always lands.
