@@ -242,7 +242,9 @@ class PgStartStore:
     ) -> tuple[TargetRow, ConversationRow] | None:
         # One statement: the message and its conversation, the conversation row locked.
         sql = (
-            f"{_SELECT_CONVERSATION.replace('SELECT', 'SELECT m.id, m.parent_id, m.role,', 1)}"
+            "SELECT m.id, m.parent_id, m.role,"
+            " c.id, c.current_message_id, c.model, c.title, c.title_is_custom, c.instructions"
+            " FROM ai_features_conversation c"
             " JOIN ai_features_message m ON m.conversation_id = c.id"
             " WHERE m.id = %s AND c.owner_id = %s FOR UPDATE OF c"
         )
