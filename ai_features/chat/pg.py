@@ -137,7 +137,8 @@ def open_pool() -> Pool | None:
     loop = asyncio.get_running_loop()
     pool = _pools.get(loop)
     if pool is None:
-        conn_max_age = settings.DATABASES["default"].get("CONN_MAX_AGE", 0)
+        # The same settings the connections are made from (see _connection_params).
+        conn_max_age = connections["default"].settings_dict.get("CONN_MAX_AGE", 0)
         pool = Pool(size=settings.STREAM_DB_THREADS, max_age=conn_max_age)
         _pools[loop] = pool
     return pool
