@@ -308,7 +308,8 @@ class Bench:
             figures["cpu_per_token_us"] = round(cpu / relayed * 1e6, 2) if relayed else None
             if relayed:
                 # Where it went: the event loop's thread, and every other thread (in the
-                # service: the database threads, whose CPU is the ORM's and psycopg's).
+                # service: the database threads, which still run authentication's lookups
+                # and the ORM's rarer work; a stream's own statements run on the loop).
                 loop = loop_thread_cpu_seconds(pid) - before_loop
                 figures["loop_thread_cpu_per_token_us"] = round(loop / relayed * 1e6, 2)
                 figures["other_threads_cpu_per_token_us"] = round((cpu - loop) / relayed * 1e6, 2)
