@@ -3,7 +3,10 @@
 Both paths end in Django's own code: the session store, `get_user` (which rejects a
 session after logout or a password change) and, for cookie-authenticated writes,
 CsrfViewMiddleware. The ASGI scope is turned into a Django ASGIRequest for that, so
-headers, cookies, Origin and Referer are read exactly as Django reads them.
+headers, cookies, Origin and Referer are read exactly as Django reads them. The common
+case, a valid session of an active user, is confirmed on the event loop's PostgreSQL
+connections with the same Django functions (session_on_loop.py); every other answer is
+Django's get_user's, on a database thread.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
+from ..chat import pg
 from ..chat.db import db_task
 from ..chat.errors import CsrfFailed, Unauthenticated
-from .tokens import get_user_for_session, verify_stream_token
+from .session_on_loop import auser_for_session
+from .tokens import get_user_for_session, token_claims, token_user
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -46,10 +51,30 @@ def _csrf_protected_view(request: ASGIRequest) -> HttpResponse:  # pragma: no co
     raise NotImplementedError("never called")
 
 
-# The session and the user are read in one unit of work on the database threads: one hop
-# off the event loop per request instead of one per query (Django's aget_user makes two).
-_user_for_token = db_task(verify_stream_token)
-_user_for_session = db_task(get_user_for_session)
+# Off the loop, the session and the user are read in one unit of work on the database
+# threads: one hop per request instead of one per query (Django's aget_user makes two).
+_user_for_session_in_thread = db_task(get_user_for_session)
+
+
+async def _user_for_session(session_key: str | None):
+    """The session's user (AnonymousUser when none): confirmed on the event loop's
+    PostgreSQL connections in the common case (session_on_loop.py), else by Django's own
+    get_user on a database thread."""
+    pool = pg.current_pool()
+    if pool is not None:
+        user = await auser_for_session(session_key, pool)
+        if user is not None:
+            return user
+    return await _user_for_session_in_thread(session_key)
+
+
+async def _user_for_token(token: str):
+    """The user a stream token stands for, or None (see tokens.verify_stream_token)."""
+    claims = token_claims(token)
+    if claims is None:
+        return None
+    session_key, user_id = claims
+    return token_user(await _user_for_session(session_key), user_id)
 
 
 async def aauthenticate_stream(scope: MutableMapping[str, Any], *, allow_query_token: bool = False):

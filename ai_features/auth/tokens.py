@@ -67,7 +67,7 @@ def get_user_for_session(session_key: str | None):
     return get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
 
 
-def _token_claims(token: str) -> tuple[str, str] | None:
+def token_claims(token: str) -> tuple[str, str] | None:
     """(session key, user id) of a valid, unexpired token; None otherwise."""
     try:
         payload = json.loads(
@@ -78,7 +78,7 @@ def _token_claims(token: str) -> tuple[str, str] | None:
         return None
 
 
-def _token_user(user, user_id: str):
+def token_user(user, user_id: str):
     if not user.is_authenticated or str(user.pk) != user_id or not user.is_active:
         return None
     return user
@@ -87,8 +87,8 @@ def _token_user(user, user_id: str):
 def verify_stream_token(token: str):
     """Return the authenticated user the token stands for, or None (the stream service
     calls it on its database threads, see chat/db.py)."""
-    claims = _token_claims(token)
+    claims = token_claims(token)
     if claims is None:
         return None
     session_key, user_id = claims
-    return _token_user(get_user_for_session(session_key), user_id)
+    return token_user(get_user_for_session(session_key), user_id)

@@ -5,8 +5,9 @@ per event loop, instead of on the database threads (db.py): with the loop busy r
 tokens, every statement a thread sends ends in a wait for the GIL, and those hand-offs cost
 more CPU than the statements (a start's database CPU 2.2 → 9 ms with a busy loop, measured in
 bench/README.md); here a statement is a socket write and a readiness callback on the loop.
-Everything else (the session and user of authentication, the history API, rare paths)
-stays on Django's ORM behind `db_task`, and so does everything on SQLite.
+Authentication's session and user rows are read here too, in the common case
+(auth/session_on_loop.py). Everything else (the history API, rare paths) stays on Django's
+ORM behind `db_task`, and so does everything on SQLite.
 
 The pool is opened and closed by its loop's owner (the stream service's lifespan, a test)
 with `open_pool()` and `close_pool()`; code on a loop without one uses the database
