@@ -18,6 +18,7 @@ and does what Django does then (flush a session whose hash no longer matches, fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
@@ -32,6 +33,7 @@ from django.contrib.auth import (
 )
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.sessions.backends import db as db_sessions
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -39,14 +41,47 @@ from django.utils.crypto import constant_time_compare
 from ..chat import pg
 
 
-async def _arows(connection: psycopg.AsyncConnection[Any], queryset: QuerySet) -> list[Any]:
-    """The rows of a values_list queryset as tuples, as Django would return them: its SQL
-    from Django's compiler, run on `connection`, Django's converters applied to the rows."""
-    compiler = queryset.query.get_compiler(queryset.db)
-    sql, params = compiler.as_sql()
-    cursor = await connection.execute(sql, params)
-    rows = await cursor.fetchall()
-    return list(compiler.results_iter(results=[rows]))
+class _Statement:
+    """A queryset's SELECT as Django's compiler makes it, with the values it was built
+    with, run on one of the loop's connections. Reusable with new values when every
+    parameter of its SQL is one of them (a manager that adds constants of its own makes
+    one that is not, and is compiled afresh each time)."""
+
+    def __init__(self, queryset: QuerySet, values: dict[str, Any]) -> None:
+        self.compiler = queryset.query.get_compiler(queryset.db)
+        self.sql, params = self.compiler.as_sql()
+        self.params = list(params)
+        names = [[name for name, value in values.items() if value == p] for p in params]
+        self.names = [found[0] for found in names] if all(len(f) == 1 for f in names) else None
+
+    def with_values(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names] if self.names is not None else self.params
+
+    async def arows(self, connection: psycopg.AsyncConnection[Any], params: list[Any]) -> list:
+        """The rows as tuples, as Django would return them (its converters applied)."""
+        cursor = await connection.execute(self.sql, params)
+        return list(self.compiler.results_iter(results=[await cursor.fetchall()]))
+
+
+# Building and compiling the two querysets was a sixth of a stream start's event-loop CPU,
+# for SQL that never changes: each is compiled once per process.
+_statements: dict[tuple[Any, ...], _Statement] = {}
+
+
+async def _arows(
+    connection: psycopg.AsyncConnection[Any],
+    key: tuple[Any, ...],
+    queryset: Callable[[], QuerySet],
+    values: dict[str, Any],
+) -> list[Any]:
+    """The rows `queryset()` gives, `values` being what it was built with."""
+    statement = _statements.get(key)
+    if statement is not None:
+        return await statement.arows(connection, statement.with_values(values))
+    statement = _Statement(queryset(), values)
+    if statement.names is not None:
+        _statements[key] = statement
+    return await statement.arows(connection, statement.params)
 
 
 def _session_engine_is_the_database() -> bool:
@@ -63,14 +98,19 @@ async def auser_for_session(session_key: str | None, pool: pg.Pool) -> Any | Non
     if store.session_key is None:  # a key Django's store itself refuses (too short)
         return None
     user_model = get_user_model()
+    now = timezone.now()
     # Model.from_db takes the concrete fields' attnames, in the order they are selected.
     attnames = [field.attname for field in user_model._meta.concrete_fields]
 
     async def alookup(connection: psycopg.AsyncConnection[Any]) -> Any | None:
-        sessions = store.model.objects.filter(
-            session_key=store.session_key, expire_date__gt=timezone.now()
-        ).values_list("session_data")
-        found = await _arows(connection, sessions)
+        found = await _arows(
+            connection,
+            ("session", store.model),
+            lambda: store.model.objects.filter(
+                session_key=store.session_key, expire_date__gt=now
+            ).values_list("session_data"),
+            {"key": store.session_key, "now": now},
+        )
         if not found:
             return None
         session = store.decode(found[0][0])
@@ -84,11 +124,15 @@ async def auser_for_session(session_key: str | None, pool: pg.Pool) -> Any | Non
         backend = load_backend(backend_path)
         if type(backend).get_user is not ModelBackend.get_user:
             return None  # another backend's get_user may do anything: Django's code runs it
-        users = user_model._default_manager.filter(pk=user_id).values_list(*attnames)
-        rows = await _arows(connection, users)
+        rows = await _arows(
+            connection,
+            ("user", user_model, *attnames),
+            lambda: user_model._default_manager.filter(pk=user_id).values_list(*attnames),
+            {"pk": user_id},
+        )
         if len(rows) != 1:
             return None
-        user = user_model.from_db(users.db, attnames, rows[0])
+        user = user_model.from_db(DEFAULT_DB_ALIAS, attnames, rows[0])
         if not backend.user_can_authenticate(user):
             return None
         session_hash = session.get(HASH_SESSION_KEY)

@@ -14,7 +14,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
-from ai_features.auth import stream_auth
+from ai_features.auth import session_on_loop, stream_auth
 from ai_features.auth.session_on_loop import auser_for_session
 from ai_features.auth.tokens import mint_stream_token, verify_stream_token
 from ai_features.chat import pg
@@ -173,3 +173,33 @@ def test_another_session_engine_is_left_to_django(settings) -> None:
 
     assert confirmed_on_the_loop(session_key) is None
     assert authenticated(session_key).pk == user.pk
+
+
+def test_each_session_is_confirmed_as_its_own_user() -> None:
+    """The statements are compiled once and run with each lookup's own values."""
+    sessions = [logged_in(name) for name in ("alice", "bob", "carol")]
+
+    for user, _client, session_key in [*sessions, *reversed(sessions)]:
+        assert confirmed_on_the_loop(session_key).pk == user.pk
+
+
+def test_a_queryset_with_constants_of_its_own_is_run_as_compiled() -> None:
+    """A statement whose parameters are not all the lookup's values (a manager's filter,
+    say) is not reused with new values: it runs with the parameters it was compiled with."""
+    user, _client, session_key = logged_in()
+    alice_only = User.objects.filter(username="alice", pk=user.pk).values_list("username")
+
+    statement = session_on_loop._Statement(alice_only, {"pk": user.pk})
+    assert statement.names is None
+    assert statement.with_values({"pk": -1}) == statement.params
+
+    async def arun() -> list[Any]:
+        pool = pg.current_pool()
+        assert pool is not None
+
+        async def rows(connection: Any) -> list[Any]:
+            return await statement.arows(connection, statement.params)
+
+        return await pg.arun(rows, pool)
+
+    assert call(arun) == [("alice",)]
