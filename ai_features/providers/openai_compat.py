@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -85,24 +85,90 @@ def _parse_chunk(payload: bytes) -> dict[str, Any]:
         return json.loads(payload.decode("utf-8", "replace"))
 
 
-async def _body_lines(response: httpx2.Response) -> AsyncIterator[bytes]:
-    """The body's lines, as bytes without their ends (`\\n`, `\\r\\n` or `\\r`), split here
-    rather than by the SDK's `iter_lines` (httpx2's text decoder, then its line decoder,
-    per chunk): a chunk's JSON goes to orjson as the bytes it came in. A blank line may
-    appear where a `\\r\\n` is cut between two reads; blank lines only separate events,
-    and the caller skips them."""
-    pending = b""
-    async for data in response.aiter_bytes():
-        if pending:
-            data = pending + data
+def _body_reads(response: httpx2.Response) -> AsyncIterable[bytes]:
+    """The body's bytes as they arrive. Without a content encoding that is the response's
+    own stream (httpx's `Response.stream`, the transport's reads as they come):
+    `aiter_bytes` would pass every read through two more generators, a decoder and a
+    chunker that leave it as it is, on every token. An encoded body (gzip, say) is decoded
+    by httpx as before."""
+    if response.headers.get("content-encoding", "identity").strip().lower() == "identity":
+        return response.stream  # type: ignore[return-value]  # an AsyncByteStream here
+    return response.aiter_bytes()
+
+
+class _Lines:
+    """Splits the body's reads into lines, as bytes without their ends (`\n`, `\r\n` or
+    `\r`), here rather than by the SDK's `iter_lines` (httpx2's text decoder, then its
+    line decoder, per read): a chunk's JSON goes to orjson as the bytes it came in. A
+    blank line may appear where a `\r\n` is cut between two reads; blank lines only
+    separate events, and the reader skips them."""
+
+    def __init__(self) -> None:
+        self._pending = b""  # the part of the body after its last line end so far
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._pending:
+            data = self._pending + data
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = data.split(b"\n")
-        pending = lines.pop()  # the part after the last line end (b"" after a whole line)
+        self._pending = lines.pop()  # b"" after a whole line
+        return lines
+
+    def rest(self) -> list[bytes]:
+        """The last line, when the body ended without a line end."""
+        rest, self._pending = self._pending, b""
+        return [rest] if rest else []
+
+
+class _Chunks:
+    """What the body's lines say: the answer's text pieces, then its finish reason and
+    usage; `done` once the upstream sent `[DONE]`."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.done = False
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.failure: Exception | None = None
+
+    def texts(self, lines: list[bytes]) -> list[str]:
+        """The text pieces of these lines. A line that fails (a chunk that is not JSON, an
+        `error` event) ends them: the pieces before it are returned, and `failure` holds
+        what to raise once they are relayed."""
+        texts: list[str] = []
+        try:
+            self._take(lines, texts)
+        except Exception as exc:
+            self.failure = exc
+        return texts
+
+    def _take(self, lines: list[bytes], texts: list[str]) -> None:
         for line in lines:
-            yield line
-    if pending:
-        yield pending
+            # Server-Sent Events: only `data:` lines carry chunks (the rest are blank
+            # separators, comments, event names).
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.done = True
+                break
+            chunk = _parse_chunk(payload)
+            if "error" in chunk:
+                raise _UpstreamErrorEvent()
+            chunk_usage = chunk.get("usage")
+            if chunk_usage:
+                self.usage = Usage(
+                    chunk_usage.get("prompt_tokens") or 0,
+                    chunk_usage.get("completion_tokens") or 0,
+                )
+            for choice in (chunk.get("choices") or [])[:1]:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    self.started = True
+                    texts.append(text)
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
 
 
 def build_client(
@@ -200,50 +266,40 @@ class OpenAICompatibleProvider:
         model: str | None = None,
         language: str | None = None,  # a real model answers in the question's language
     ) -> AsyncIterator[Delta]:
-        started = False
-        finish_reason: str | None = None
-        usage: Usage | None = None
+        chunks = _Chunks()
         try:
             # Leaving the stack closes the upstream HTTP response on every way out,
             # including cancellation by the stop button or a shutdown.
             async with contextlib.AsyncExitStack() as stack:
                 response = await self._open(stack, messages, self.model_for(model))
-                async for line in _body_lines(response):
-                    # Server-Sent Events: only `data:` lines carry chunks (the rest are
-                    # blank separators, comments, event names).
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
+                reads = aiter(_body_reads(response))
+                if isinstance(reads, AsyncGenerator):  # closed now, not when collected
+                    stack.push_async_callback(reads.aclose)
+                lines = _Lines()
+                async for data in reads:
+                    for text in chunks.texts(lines.feed(data)):
+                        yield Delta(text=text)
+                    if chunks.failure is not None:
+                        raise chunks.failure
+                    if chunks.done:
                         break
-                    chunk = _parse_chunk(payload)
-                    if "error" in chunk:
-                        raise _UpstreamErrorEvent()
-                    chunk_usage = chunk.get("usage")
-                    if chunk_usage:
-                        usage = Usage(
-                            chunk_usage.get("prompt_tokens") or 0,
-                            chunk_usage.get("completion_tokens") or 0,
-                        )
-                    for choice in (chunk.get("choices") or [])[:1]:
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            started = True
-                            yield Delta(text=text)
-                        if choice.get("finish_reason"):
-                            finish_reason = choice["finish_reason"]
+                else:
+                    for text in chunks.texts(lines.rest()):
+                        yield Delta(text=text)
+                    if chunks.failure is not None:
+                        raise chunks.failure
         except ProviderError:
             raise
         except Exception as exc:  # every upstream failure becomes a safe, coded error
-            code = _error_code(exc, started=started)
+            code = _error_code(exc, started=chunks.started)
             # The class name is enough to diagnose; the text may hold URLs or keys.
             logger.warning("upstream failed: %s (%s)", code, type(exc).__name__)
             raise ProviderError(code) from None
-        if finish_reason is None:
+        if chunks.finish_reason is None:
             # The body ended without a finish chunk: the connection was cut.
             logger.warning("upstream stream ended without a finish reason")
             raise ProviderError("upstream_disconnected")
-        yield Delta(finish_reason=finish_reason, usage=usage)
+        yield Delta(finish_reason=chunks.finish_reason, usage=chunks.usage)
 
     async def acomplete(
         self, messages: list[dict[str, str]], *, model: str | None = None, max_tokens: int = 32

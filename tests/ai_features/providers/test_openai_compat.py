@@ -5,6 +5,7 @@ shows the upstream's URL or key."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -17,7 +18,8 @@ import pytest
 from ai_features.providers import Delta, ProviderError, get_provider
 from ai_features.providers.openai_compat import (
     OpenAICompatibleProvider,
-    _body_lines,
+    _body_reads,
+    _Lines,
     _parse_chunk,
     build_client,
 )
@@ -342,14 +344,10 @@ async def test_more_than_a_hundred_streams_are_open_at_once(upstream: FakeUpstre
             await stream.aclose()
 
 
-def _reads(*reads: bytes) -> httpx2.Response:
-    """A response whose body arrives in the given reads (what `aiter_bytes` yields)."""
-
-    async def body() -> AsyncIterator[bytes]:
-        for data in reads:
-            yield data
-
-    return httpx2.Response(200, content=body())
+def lines_of(*reads: bytes) -> list[bytes]:
+    """The lines `_Lines` makes of a body that arrives in the given reads."""
+    lines = _Lines()
+    return [line for data in reads for line in lines.feed(data)] + lines.rest()
 
 
 @pytest.mark.parametrize(
@@ -362,16 +360,42 @@ def _reads(*reads: bytes) -> httpx2.Response:
         [b"data: {}\r\rdata: [DONE]"],  # bare \r ends a line too; no end after the last
     ],
 )
-async def test_body_lines_join_reads_and_split_at_every_line_end(reads: list[bytes]) -> None:
-    lines = [line async for line in _body_lines(_reads(*reads))]
-    assert [line for line in lines if line] == [b"data: {}", b"data: [DONE]"]
+def test_lines_join_reads_and_split_at_every_line_end(reads: list[bytes]) -> None:
+    assert [line for line in lines_of(*reads) if line] == [b"data: {}", b"data: [DONE]"]
 
 
-async def test_body_lines_keep_a_character_cut_between_two_reads() -> None:
+def test_lines_keep_a_character_cut_between_two_reads() -> None:
     body = 'data: {"c": "日本語"}\n\n'.encode()
     cut = body.index("本".encode()) + 1  # inside the character's three bytes
-    lines = [line async for line in _body_lines(_reads(body[:cut], body[cut:]))]
+    lines = lines_of(body[:cut], body[cut:])
     assert _parse_chunk(lines[0][5:]) == {"c": "日本語"}
+
+
+async def _reads_of(response: httpx2.Response) -> list[bytes]:
+    return [data async for data in _body_reads(response)]
+
+
+async def test_a_plain_body_is_read_from_the_response_stream_as_it_comes() -> None:
+    reads = [b"data: {}\n", b"\n"]
+
+    async def body() -> AsyncIterator[bytes]:
+        for data in reads:
+            yield data
+
+    response = httpx2.Response(200, content=body())
+    assert _body_reads(response) is response.stream
+    assert await _reads_of(response) == reads
+
+
+async def test_an_encoded_body_is_decoded() -> None:
+    """A proxy may gzip the event stream: the bytes read are the decoded ones."""
+    text = b"data: {}\n\ndata: [DONE]\n\n"
+
+    async def body() -> AsyncIterator[bytes]:
+        yield gzip.compress(text)
+
+    response = httpx2.Response(200, headers={"content-encoding": "gzip"}, content=body())
+    assert b"".join(await _reads_of(response)) == text
 
 
 def test_a_chunk_with_bytes_that_are_not_utf8_still_parses() -> None:
