@@ -278,20 +278,25 @@ class ChatService:
     def afollow(self, message_id: str, *, after_id: int = 0) -> AsyncIterator[ChatEvent | Ping]:
         """Events after `after_id` until the final one, with a ping whenever the log is
         quiet for `heartbeat` seconds (also while waiting for a slow first token)."""
-        return aended_by_a_final_event(self._follow(message_id, after_id))
+        return self._follow(message_id, after_id)
 
     async def _follow(self, message_id: str, after_id: int) -> AsyncIterator[ChatEvent | Ping]:
-        while True:
-            events = await self.event_log.aread_after(message_id, after_id, self.heartbeat)
-            if not events:
-                yield PING
-                continue
-            # What piled up while this reader was away goes out as few events as possible.
-            for event in coalesce_content(events):
-                yield event
-                after_id = event.id
-                if event.is_final:
-                    return
+        # What aended_by_a_final_event does for other readers, written in: this one runs
+        # for every token of every live reader, and each generator layer costs.
+        try:
+            while True:
+                events = await self.event_log.aread_after(message_id, after_id, self.heartbeat)
+                if not events:
+                    yield PING
+                    continue
+                # What piled up while this reader was away goes out as few events as possible.
+                for event in coalesce_content(events):
+                    yield event
+                    after_id = event.id
+                    if event.is_final:
+                        return
+        except Exception:
+            yield reader_failure(after_id)
 
     async def aresume(
         self, user_id: int, *, message_id: str, after_id: int = 0
@@ -619,8 +624,14 @@ async def aended_by_a_final_event(
                 last_id = item.id
             yield item
     except Exception:
-        logger.exception("stream reader failed")
-        yield ChatEvent(id=last_id + 1, data=error_data("internal_error", INTERNAL_ERROR_MESSAGE))
+        yield reader_failure(last_id)
+
+
+def reader_failure(last_id: int) -> ChatEvent:
+    """The final event of a reader whose source failed after event `last_id` (logged here,
+    with the exception being handled)."""
+    logger.exception("stream reader failed")
+    return ChatEvent(id=last_id + 1, data=error_data("internal_error", INTERNAL_ERROR_MESSAGE))
 
 
 async def aend_orphaned_message(message_id: str, logged_text: str) -> dict[str, Any]:

@@ -1279,3 +1279,34 @@ def test_each_ending_has_its_final_event(ending: Ending, final: dict) -> None:
     """The stored status and the final event come from one value: stop and complete are a
     `done`, everything else an `error` with its code."""
     assert ending.final_data("m") == {**final, "message_id": "m"}
+
+
+class FailingAfterLog(MemoryEventLog):
+    """An event log whose reads fail once a reader is past `after`: a bug, or a shared
+    log that went away."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    async def aread_after(self, message_id: str, after_id: int, timeout: float) -> list[ChatEvent]:
+        if after_id >= self.after:
+            raise RuntimeError("secret detail of the log's failure")
+        return (await super().aread_after(message_id, after_id, timeout))[: self.after - after_id]
+
+
+async def test_a_live_reader_whose_log_fails_still_gets_a_final_event(
+    alice: AbstractBaseUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = make_service(ScriptedProvider(words("a", "b", "c")), event_log=FailingAfterLog(2))
+    prepared = await service.astart(alice.pk, request=ChatRequest(message="go"))
+    generation = service.generations[prepared.assistant_message_id].task
+
+    events = await collect(service, prepared.assistant_message_id)
+    await asyncio.wait_for(generation, 10)  # the answer itself goes on to its end
+
+    assert [e.type for e in events] == ["start", "content", "error"]
+    assert [e.id for e in events] == [1, 2, 3]
+    assert events[-1].data["code"] == "internal_error"
+    assert "secret" not in json.dumps(events[-1].data)
+    assert "stream reader failed" in caplog.text
