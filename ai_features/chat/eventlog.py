@@ -54,14 +54,24 @@ def _wake(waiter: asyncio.Future) -> None:
         waiter.set_result(None)
 
 
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """A reader waiting for the next event, until `deadline` (loop time) at the latest."""
+
+    future: asyncio.Future
+    deadline: float
+
+
 @dataclass(eq=False)  # identity: the log finds a stream in its lists by `is`
 class _Stream:
     events: list[ChatEvent] = field(default_factory=list)
     finished_at: float | None = None
     # Readers waiting for the next event: one bare future each, resolved by the next append
-    # or by the reader's own timer (cheaper than an asyncio.Event plus a wait_for task per
-    # read, which was a measurable share of the relay's CPU).
-    waiters: list[asyncio.Future] = field(default_factory=list)
+    # or, once its deadline passed, by the stream's one timer (cheaper than an
+    # asyncio.Event plus a wait_for task per read, which was a measurable share of the
+    # relay's CPU; and than a timer armed and cancelled per read, ~2 µs a token).
+    waiters: list[_Waiter] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None  # armed for the earliest waiter's deadline
     size: int = 0
     # Set once compacted: `text_before[i]` is how many characters of the answer the events
     # up to id i carried, so a reader resuming from any old id gets exactly the rest.
@@ -104,6 +114,28 @@ class _Stream:
         self.size = sum(_event_bytes(e.data) for e in self.events) + text_before.itemsize * len(
             text_before
         )
+
+
+def _wake_overdue(stream: _Stream) -> None:
+    """The stream's timer: wake the readers whose deadline passed (each then sends a
+    ping), and arm again for the earliest deadline left, if any. Appends do not touch the
+    timer; it runs at most once per reader's timeout, not once per event."""
+    stream.timer = None
+    if not stream.waiters:
+        return
+    loop = asyncio.get_running_loop()
+    # A loop may run a timer up to its clock's resolution early (uvloop: whole
+    # milliseconds); such a waiter is due all the same.
+    due = loop.time() + 0.001
+    waiting = []
+    for waiter in stream.waiters:
+        if waiter.deadline <= due:
+            _wake(waiter.future)
+        else:
+            waiting.append(waiter)
+    stream.waiters = waiting
+    if waiting:
+        stream.timer = loop.call_at(min(w.deadline for w in waiting), _wake_overdue, stream)
 
 
 class MemoryEventLog:
@@ -168,7 +200,7 @@ class MemoryEventLog:
         if stream.waiters:
             waiters, stream.waiters = stream.waiters, []
             for waiter in waiters:
-                _wake(waiter)
+                _wake(waiter.future)
         return event
 
     async def aread_after(self, message_id: str, after_id: int, timeout: float) -> list[ChatEvent]:
@@ -177,13 +209,15 @@ class MemoryEventLog:
             raise UnknownStream(message_id)
         if len(stream.events) <= after_id and stream.finished_at is None:
             loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
+            waiter = _Waiter(loop.create_future(), loop.time() + timeout)
             stream.waiters.append(waiter)
-            timer = loop.call_later(timeout, _wake, waiter)
+            if stream.timer is None or waiter.deadline < stream.timer.when():
+                if stream.timer is not None:  # only with a shorter timeout than the others'
+                    stream.timer.cancel()
+                stream.timer = loop.call_at(waiter.deadline, _wake_overdue, stream)
             try:
-                await waiter
+                await waiter.future
             finally:
-                timer.cancel()
                 if waiter in stream.waiters:  # not woken by an append: timed out or cancelled
                     stream.waiters.remove(waiter)
             if len(stream.events) <= after_id and stream.finished_at is None:

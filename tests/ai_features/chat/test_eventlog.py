@@ -100,6 +100,50 @@ async def test_waiting_readers_all_wake_on_append() -> None:
     assert await asyncio.gather(*readers) == [[event]] * 3
 
 
+async def test_each_reader_times_out_at_its_own_deadline() -> None:
+    """One timer per stream serves every reader: a reader that began waiting later is
+    not woken with the first one."""
+    log = await opened(MemoryEventLog())
+    first = asyncio.create_task(log.aread_after(MID, 0, timeout=0.3))
+    await asyncio.sleep(0.15)
+    later = asyncio.create_task(log.aread_after(MID, 0, timeout=0.3))
+    async with asyncio.timeout(5):
+        assert await first == []
+        assert not later.done()
+        assert await later == []
+
+
+async def test_a_shorter_timeout_is_not_kept_waiting_by_a_longer_one() -> None:
+    log = await opened(MemoryEventLog())
+    patient = asyncio.create_task(log.aread_after(MID, 0, timeout=30))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):  # not the 30 s the stream's timer was armed for
+        assert await log.aread_after(MID, 0, timeout=0.05) == []
+    assert not patient.done()
+
+    event = await log.aappend(MID, content_data("a"))
+    assert await patient == [event]
+
+
+async def test_reads_and_appends_do_not_arm_a_timer_each() -> None:
+    log = await opened(MemoryEventLog())
+    reader = asyncio.create_task(log.aread_after(MID, 0, timeout=30))
+    await asyncio.sleep(0)
+    timer = log._streams[MID].timer
+    assert timer is not None
+
+    for after_id in range(20):
+        await log.aappend(MID, content_data("a"))
+        assert await reader != []
+        reader = asyncio.create_task(log.aread_after(MID, after_id + 1, timeout=30))
+        await asyncio.sleep(0)
+        assert log._streams[MID].timer is timer
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert log._streams[MID].waiters == []
+
+
 async def test_nothing_after_the_final_event() -> None:
     log = await opened(MemoryEventLog())
     await log.aappend(MID, content_data("a"))
