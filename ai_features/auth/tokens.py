@@ -11,6 +11,7 @@ matches) ends the token's power at once, without any bookkeeping of ours.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from importlib import import_module
 from types import SimpleNamespace
@@ -26,14 +27,21 @@ _SALT = "ai_features.auth.tokens.stream-token"
 
 def _fernet() -> MultiFernet:
     # SECRET_KEY_FALLBACKS keep tokens valid across a key rotation, as Django's signing does.
-    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return _fernet_for(settings.SECRET_KEY, tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ())))
+
+
+@functools.lru_cache(maxsize=4)
+def _fernet_for(secret_key: str, fallbacks: tuple[str, ...]) -> MultiFernet:
+    """The keys derived once per set of secrets, not per token (an HMAC and a Fernet per
+    secret, on every stream start); keyed by the secrets, so a changed setting (a
+    rotation, a test) derives new ones."""
     keys = [
         Fernet(
             base64.urlsafe_b64encode(
                 salted_hmac(_SALT, "key", secret=s, algorithm="sha256").digest()
             )
         )
-        for s in secrets
+        for s in (secret_key, *fallbacks)
     ]
     return MultiFernet(keys)
 
