@@ -122,7 +122,9 @@ async def auser_for_session(session_key: str | None, pool: pg.Pool) -> Any | Non
         if backend_path not in settings.AUTHENTICATION_BACKENDS:
             return None
         backend = load_backend(backend_path)
-        if type(backend).get_user is not ModelBackend.get_user:
+        if not isinstance(backend, ModelBackend) or type(backend).get_user is not (
+            ModelBackend.get_user
+        ):
             return None  # another backend's get_user may do anything: Django's code runs it
         rows = await _arows(
             connection,
