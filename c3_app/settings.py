@@ -286,9 +286,10 @@ REDIS_URL: str = env.str("REDIS_URL", default="")
 # always gets one thread: it has one writer, and its shared-cache test database fails
 # concurrent writers at once instead of waiting.
 STREAM_DB_THREADS: int = env.int("STREAM_DB_THREADS", default=4)
-# On PostgreSQL, run a stream's own statements (start, partial saves, ending) on the event
-# loop's connections instead of the database threads. Off: everything on the threads (for
-# a connection pooler that refuses psycopg's pipeline mode, say).
+# On PostgreSQL, run a stream's own statements (authentication of a valid session, start,
+# partial saves, ending) on the event loop's connections instead of the database threads.
+# Off: everything on the threads (for a connection pooler that refuses psycopg's pipeline
+# mode, say).
 STREAM_DB_ON_LOOP: bool = env.bool("STREAM_DB_ON_LOOP", default=True)
 # How long (ms) a thread of the stream process may hold the GIL while another waits for it
 # (sys.setswitchinterval; Python's own default is 5). A database thread whose query has
