@@ -97,7 +97,7 @@ def _body_reads(response: httpx2.Response) -> AsyncIterable[bytes]:
 
 
 class _Lines:
-    """Splits the body's reads into lines, as bytes without their ends (`\n`, `\r\n` or
+    r"""Splits the body's reads into lines, as bytes without their ends (`\n`, `\r\n` or
     `\r`), here rather than by the SDK's `iter_lines` (httpx2's text decoder, then its
     line decoder, per read): a chunk's JSON goes to orjson as the bytes it came in. A
     blank line may appear where a `\r\n` is cut between two reads; blank lines only
