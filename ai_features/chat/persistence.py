@@ -22,6 +22,7 @@ others by keyword, so that two ids or two strings cannot be swapped without noti
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,16 +39,16 @@ from ..ids import new_uuid
 from ..models import Conversation, Message
 from . import pg, versions
 from .db import db_task
-from .errors import InvalidRequest, NotFound
+from .errors import InvalidRequest, NotFound, ServerBusy
 from .events import StartFields
 from .requests import ChatRequest
 from .start_store import (
     ConversationRow,
+    Found,
     NewMessage,
     OrmStartStore,
     PgStartStore,
     StartStore,
-    TargetRow,
     drive,
 )
 from .text import neutralise_bidi
@@ -59,6 +60,8 @@ _CONTEXT_STATUSES = [
     Message.Status.INTERRUPTED,
 ]
 TITLE_LENGTH = 60
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -212,13 +215,8 @@ async def aprepare_chat(
         )
 
     async def aunit(connection: Any) -> PreparedChat:
-        # Pipeline mode: a statement whose result is not needed goes out without waiting
-        # for the one before, so BEGIN rides with the first SELECT and the INSERT, the
-        # UPDATE and COMMIT go in one round trip: 3 instead of 6 (each ~0.1 ms of the
-        # loop's CPU; bench/README.md).
-        async with connection.pipeline(), connection.transaction():
-            store = PgStartStore(connection)
-            return await _aprepare(store, user_id, request, model_for, producer)
+        # Autocommit: the read and the write are one statement each (start_store.py).
+        return await _aprepare(PgStartStore(connection), user_id, request, model_for, producer)
 
     return await pg.arun(aunit, pool)
 
@@ -238,6 +236,12 @@ def prepare_chat(
 _aprepare_in_thread = db_task(prepare_chat)
 
 
+# A start whose leaf moved between its read and its write (another start of the same user
+# in the same conversation, a deletion) reads again; more than this many in a row is
+# contention no user makes, answered as a busy server rather than a loop.
+START_ATTEMPTS = 5
+
+
 async def _aprepare(
     store: StartStore,
     user_id: int,
@@ -245,40 +249,58 @@ async def _aprepare(
     model_for: Callable[[str | None], str],
     producer: str,
 ) -> PreparedChat:
-    """The start itself, on either store. The conversation is locked first: two starts of
-    one user (on two connections or two processes) then take turns, so both answers do not
-    branch from the same leaf."""
-    target: TargetRow | None = None
-    made = False
+    """The start itself, on either store: read, then write only if the conversation's leaf
+    is still the one read. Two starts of one user in one conversation thus take turns (the
+    second reads again and branches from the first's answer), as they did under a lock."""
+    for _ in range(START_ATTEMPTS):
+        prepared = await _atry_start(store, user_id, request, model_for, producer)
+        if prepared is not None:
+            return prepared
+    logger.warning("a start found its conversation changed %d times in a row", START_ATTEMPTS)
+    raise ServerBusy(retry_after=1)
+
+
+async def _aread(store: StartStore, user_id: int, request: ChatRequest) -> Found | None:
+    """What the request names: (for a regeneration or an edit) the message with its
+    conversation, or the conversation; None for a new conversation. NotFound when what it
+    names is not the user's."""
     if request.regenerate_message_id or request.edit_message_id:
         named = parse_uuid(request.regenerate_message_id or request.edit_message_id)
-        found = await store.alock_target(user_id, message_id=named) if named else None
+        found = await store.aread_target(user_id, message_id=named) if named else None
         if found is None or (
-            request.conversation_id is not None and str(found[1].pk) != request.conversation_id
+            request.conversation_id is not None
+            and str(found.conversation.pk) != request.conversation_id
         ):
             raise NotFound()
-        target, conversation = found
-    elif request.new_conversation or request.conversation_id is None:
-        latest = None
-        if not request.new_conversation:
-            latest = await store.alock_conversation(user_id, conversation_id=None)
-        if latest is None:
-            latest = await store.acreate_conversation(user_id, pk=new_uuid(), now=timezone.now())
-            made = True
-        conversation = latest
+        return found
+    if request.new_conversation:
+        return None
+    if request.conversation_id is None:
+        return await store.aread_conversation(user_id, conversation_id=None)
+    parsed = parse_uuid(request.conversation_id)
+    found = await store.aread_conversation(user_id, conversation_id=parsed) if parsed else None
+    if found is None:
+        raise NotFound()
+    return found
+
+
+async def _atry_start(
+    store: StartStore,
+    user_id: int,
+    request: ChatRequest,
+    model_for: Callable[[str | None], str],
+    producer: str,
+) -> PreparedChat | None:
+    """One attempt; None when the leaf moved before the write (nothing was stored)."""
+    found = await _aread(store, user_id, request)
+    if found is None:  # a new conversation, made by the write below
+        conversation = ConversationRow(new_uuid(), None, "", "", False, "")
+        nodes: list[versions.Node] = []
     else:
-        parsed = parse_uuid(request.conversation_id)
-        named_conversation = (
-            await store.alock_conversation(user_id, conversation_id=parsed) if parsed else None
-        )
-        if named_conversation is None:
-            raise NotFound()
-        conversation = named_conversation
-    # A conversation made just now has no messages: one statement less per start.
-    tree: versions.Tree[versions.Node] = versions.Tree.of(
-        [] if made else await store.anodes(conversation.pk)
-    )
+        conversation, nodes = found.conversation, found.nodes
+    tree: versions.Tree[versions.Node] = versions.Tree.of(nodes)
     had_answer = any(m.role == Message.Role.ASSISTANT for m in tree.by_id.values())
+    target = found.target if found is not None else None
 
     new_messages: list[NewMessage] = []
     if request.regenerate_message_id:
@@ -336,14 +358,20 @@ async def _aprepare(
         created_at=now,
     )
     new_messages.append(answer)
-    await store.ainsert_messages(new_messages)
-    await store.aupdate_conversation(
+    title = conversation.title or title_from(text)
+    model = request.model or ""
+    if found is None:
+        await store.acreate_conversation(
+            user_id, pk=conversation.pk, title=title, model=model, messages=new_messages
+        )
+    elif not await store.aadd_turn(
         conversation.pk,
-        title=conversation.title or title_from(text),
-        model=request.model or conversation.model,
-        current_message_id=answer.pk,
-        now=now,
-    )
+        leaf_was=conversation.current_message_id,
+        title=title,
+        model=model,
+        messages=new_messages,
+    ):
+        return None
     return PreparedChat(
         conversation_id=str(conversation.pk),
         user_message_id=str(question_id),

@@ -9,9 +9,12 @@ The start's logic (persistence._aprepare) is written once, against `StartStore`:
   its ORM call and returns), so `drive()` runs the same logic to its end synchronously, on a
   database thread, with no event loop involved (Django's ORM refuses to run on one).
 
-Both send the same statements: the conversation locked (FOR UPDATE; SQLite locks the whole
-database at BEGIN IMMEDIATE instead), its messages read as rows, the question and the answer
-stored in one INSERT, the conversation's leaf moved.
+Both read the conversation with its messages, then store the question and the answer and
+move the conversation's leaf to the answer. The event loop's store does it in two
+statements and no transaction: the read, then one write that adds the turn only if the leaf
+is still the one read (else the start reads again). The ORM's store locks the conversation
+(FOR UPDATE; SQLite locks the whole database at BEGIN IMMEDIATE instead) inside the
+caller's transaction, so its write always finds the leaf it read.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import psycopg
+from django.db.models import Case, F, Value, When
 
 from ..models import Conversation, Message
 from .versions import Node
@@ -76,39 +80,49 @@ _CONVERSATION_FIELDS = (
 _NODE_FIELDS = ("id", "parent_id", "role", "status", "content")
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a start reads before it writes: the conversation, its messages (oldest first)
+    and, for a regeneration or an edit, the message it names."""
+
+    conversation: ConversationRow
+    nodes: list[Node]
+    target: TargetRow | None = None
+
+
 class StartStore(Protocol):
-    async def alock_conversation(
+    async def aread_conversation(
         self, user_id: int, *, conversation_id: uuid.UUID | None
-    ) -> ConversationRow | None:
-        """The user's conversation `conversation_id` (None: their most recently active),
-        locked until the transaction ends; None when there is none."""
+    ) -> Found | None:
+        """The user's conversation `conversation_id` (None: their most recently active)
+        with its messages; None when there is none."""
+        ...
+
+    async def aread_target(self, user_id: int, *, message_id: uuid.UUID) -> Found | None:
+        """A message of the user's, with its conversation and that conversation's
+        messages; None when there is none."""
         ...
 
     async def acreate_conversation(
-        self, user_id: int, *, pk: uuid.UUID, now: datetime
-    ) -> ConversationRow: ...
-
-    async def alock_target(
-        self, user_id: int, *, message_id: uuid.UUID
-    ) -> tuple[TargetRow, ConversationRow] | None:
-        """A message of the user's and its conversation, locked; None when there is none."""
+        self, user_id: int, *, pk: uuid.UUID, title: str, model: str, messages: list[NewMessage]
+    ) -> None:
+        """A new conversation holding `messages`, the last of them its current leaf."""
         ...
 
-    async def anodes(self, conversation_id: uuid.UUID) -> list[Node]:
-        """The conversation's messages, oldest first."""
-        ...
-
-    async def ainsert_messages(self, messages: list[NewMessage]) -> None: ...
-
-    async def aupdate_conversation(
+    async def aadd_turn(
         self,
         conversation_id: uuid.UUID,
         *,
+        leaf_was: uuid.UUID | None,
         title: str,
         model: str,
-        current_message_id: uuid.UUID,
-        now: datetime,
-    ) -> None: ...
+        messages: list[NewMessage],
+    ) -> bool:
+        """Store `messages` and make the last of them the conversation's leaf, only if its
+        leaf is still `leaf_was` (what the start read); False, storing nothing, when another
+        start (or a deletion) changed it meanwhile. The title is set only where there is
+        none yet (a rename meanwhile stands), the model only when one is given."""
+        ...
 
 
 def drive(coroutine: Coroutine[Any, Any, R]) -> R:
@@ -123,25 +137,21 @@ def drive(coroutine: Coroutine[Any, Any, R]) -> R:
 
 
 class OrmStartStore:
-    """The start on Django's ORM, inside the caller's transaction.atomic()."""
+    """The start on Django's ORM, inside the caller's transaction.atomic(). The
+    conversation is read with SELECT … FOR UPDATE (SQLite locks the whole database at BEGIN
+    IMMEDIATE instead), so here the leaf never moves between the read and the write."""
 
-    async def alock_conversation(
+    async def aread_conversation(
         self, user_id: int, *, conversation_id: uuid.UUID | None
-    ) -> ConversationRow | None:
+    ) -> Found | None:
         rows = Conversation.objects.select_for_update().filter(owner_id=user_id)
         rows = rows.filter(pk=conversation_id) if conversation_id else rows.order_by("-updated_at")
         row = rows.values_list(*_CONVERSATION_FIELDS).first()
-        return ConversationRow(*row) if row else None
+        if row is None:
+            return None
+        return Found(ConversationRow(*row), self._nodes(row[0]))
 
-    async def acreate_conversation(
-        self, user_id: int, *, pk: uuid.UUID, now: datetime
-    ) -> ConversationRow:
-        Conversation.objects.create(pk=pk, owner_id=user_id)
-        return ConversationRow(pk, None, "", "", False, "")
-
-    async def alock_target(
-        self, user_id: int, *, message_id: uuid.UUID
-    ) -> tuple[TargetRow, ConversationRow] | None:
+    async def aread_target(self, user_id: int, *, message_id: uuid.UUID) -> Found | None:
         # One statement: the conversation row locked, with the message's fields.
         found = (
             Conversation.objects.select_for_update(of=("self",))
@@ -151,13 +161,53 @@ class OrmStartStore:
         )
         if found is None:
             return None
-        return TargetRow(message_id, *found[6:]), ConversationRow(*found[:6])
+        return Found(
+            ConversationRow(*found[:6]), self._nodes(found[0]), TargetRow(message_id, *found[6:])
+        )
 
-    async def anodes(self, conversation_id: uuid.UUID) -> list[Node]:
+    def _nodes(self, conversation_id: uuid.UUID) -> list[Node]:
         rows = Message.objects.filter(conversation_id=conversation_id).order_by("created_at", "pk")
         return [Node(*row) for row in rows.values_list(*_NODE_FIELDS)]
 
-    async def ainsert_messages(self, messages: list[NewMessage]) -> None:
+    async def anodes(self, conversation_id: uuid.UUID) -> list[Node]:
+        """The conversation's messages, oldest first (the version tree's tests read them)."""
+        return self._nodes(conversation_id)
+
+    async def acreate_conversation(
+        self, user_id: int, *, pk: uuid.UUID, title: str, model: str, messages: list[NewMessage]
+    ) -> None:
+        # The leaf names a message stored just after: foreign keys are checked at commit
+        # (Django makes them DEFERRABLE INITIALLY DEFERRED).
+        Conversation.objects.create(
+            pk=pk, owner_id=user_id, title=title, model=model, current_message_id=messages[-1].pk
+        )
+        self._insert(messages)
+
+    async def aadd_turn(
+        self,
+        conversation_id: uuid.UUID,
+        *,
+        leaf_was: uuid.UUID | None,
+        title: str,
+        model: str,
+        messages: list[NewMessage],
+    ) -> bool:
+        changes: dict[str, Any] = {
+            "title": Case(When(title="", then=Value(title)), default=F("title")),
+            "current_message_id": messages[-1].pk,
+            "updated_at": messages[-1].created_at,
+        }
+        if model:
+            changes["model"] = model
+        moved = Conversation.objects.filter(pk=conversation_id, current_message_id=leaf_was).update(
+            **changes
+        )
+        if moved != 1:
+            return False
+        self._insert(messages)
+        return True
+
+    def _insert(self, messages: list[NewMessage]) -> None:
         # created_at: auto_now_add stamps each object in turn, so the answer is the newer.
         Message.objects.bulk_create(
             [
@@ -176,111 +226,144 @@ class OrmStartStore:
             ]
         )
 
-    async def aupdate_conversation(
-        self,
-        conversation_id: uuid.UUID,
-        *,
-        title: str,
-        model: str,
-        current_message_id: uuid.UUID,
-        now: datetime,
-    ) -> None:
-        Conversation.objects.filter(pk=conversation_id).update(
-            title=title, model=model, current_message_id=current_message_id, updated_at=now
-        )
 
-
-_SELECT_CONVERSATION = (
-    "SELECT c.id, c.current_message_id, c.model, c.title, c.title_is_custom, c.instructions"
-    " FROM ai_features_conversation c"
+# The SQL below is put together from the constants here only; every value is a parameter.
+# A conversation's messages as five arrays, oldest first: one row however many there are
+# (NULL arrays when none), parsed into lists by psycopg.
+_NODES_LATERAL = (
+    " LEFT JOIN LATERAL (SELECT"
+    " array_agg(m.id ORDER BY m.created_at, m.id),"
+    " array_agg(m.parent_id ORDER BY m.created_at, m.id),"
+    " array_agg(m.role ORDER BY m.created_at, m.id),"
+    " array_agg(m.status ORDER BY m.created_at, m.id),"
+    " array_agg(m.content ORDER BY m.created_at, m.id)"
+    " FROM ai_features_message m WHERE m.conversation_id = c.id) n ON true"
 )
-_INSERT_MESSAGE_COLUMNS = (
-    "INSERT INTO ai_features_message (id, conversation_id, parent_id, role, content, status,"
-    " model, producer, heartbeat_at, created_at, updated_at, finish_reason, error_code) VALUES "
+_CONVERSATION_COLUMNS = (
+    "c.id, c.current_message_id, c.model, c.title, c.title_is_custom, c.instructions"
+)
+_READ_CONVERSATION = (  # the user's conversation %s, with its messages
+    "SELECT c.*, n.* FROM (SELECT " + _CONVERSATION_COLUMNS + " FROM ai_features_conversation c"  # noqa: S608
+    " WHERE c.owner_id = %s AND c.id = %s) c" + _NODES_LATERAL
+)
+_READ_LATEST_CONVERSATION = (  # the user's most recently active one
+    "SELECT c.*, n.* FROM (SELECT " + _CONVERSATION_COLUMNS + " FROM ai_features_conversation c"  # noqa: S608
+    " WHERE c.owner_id = %s ORDER BY c.updated_at DESC LIMIT 1) c" + _NODES_LATERAL
+)
+_READ_TARGET = (  # the user's message %s with its conversation and that one's messages
+    "SELECT " + _CONVERSATION_COLUMNS + ", n.*, t.id, t.parent_id, t.role"  # noqa: S608
+    " FROM ai_features_message t JOIN ai_features_conversation c ON c.id = t.conversation_id"
+    + _NODES_LATERAL
+    + " WHERE t.id = %s AND c.owner_id = %s"
+)
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, parent_id, role, content, status, model, producer, heartbeat_at,"
+    " created_at, updated_at, finish_reason, error_code"
 )
 _MESSAGE_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '')"
+# Typed, because in INSERT … SELECT PostgreSQL cannot take the types from the columns; and
+# only with the conversation row the UPDATE moved.
+_MESSAGE_ROW_IF_MOVED = (
+    "SELECT %s::uuid, %s::uuid, %s::uuid, %s::varchar, %s::text, %s::varchar, %s::varchar,"
+    " %s::varchar, %s::timestamptz, %s::timestamptz, %s::timestamptz, '', ''"
+    " WHERE EXISTS (SELECT 1 FROM moved)"
+)
+# A new conversation and its messages (the leaf names one of them: foreign keys are checked
+# at the statement's end, as Django makes them DEFERRABLE INITIALLY DEFERRED).
+_CREATE_CONVERSATION = (
+    "WITH made AS (INSERT INTO ai_features_conversation (id, owner_id, title, title_is_custom,"  # noqa: S608
+    " model, instructions, created_at, updated_at, current_message_id)"
+    " VALUES (%s, %s, %s, false, %s, '', %s, %s, %s))"
+    " INSERT INTO ai_features_message (" + _MESSAGE_COLUMNS + ") VALUES "
+)
+# The turn added only if the leaf is still the one read; the title set only where there is
+# none, the model only when one is given.
+_ADD_TURN = (
+    "WITH moved AS (UPDATE ai_features_conversation"  # noqa: S608
+    " SET title = CASE WHEN title = '' THEN %s ELSE title END,"
+    " model = CASE WHEN %s = '' THEN model ELSE %s END,"
+    " current_message_id = %s, updated_at = %s"
+    " WHERE id = %s AND current_message_id IS NOT DISTINCT FROM %s RETURNING id)"
+    " INSERT INTO ai_features_message (" + _MESSAGE_COLUMNS + ") "
+)
+
+
+def _message_params(messages: list[NewMessage]) -> list[Any]:
+    params: list[Any] = []
+    for m in messages:
+        params += (m.pk, m.conversation_id, m.parent_id, m.role, m.content, m.status,
+                   m.model, m.producer, m.heartbeat_at, m.created_at, m.created_at)  # fmt: skip
+    return params
+
+
+def _found(row: tuple[Any, ...], target: TargetRow | None = None) -> Found:
+    ids, parents, roles, statuses, contents = row[6:11]
+    nodes = (
+        [Node(*node) for node in zip(ids, parents, roles, statuses, contents, strict=True)]
+        if ids
+        else []
+    )
+    return Found(ConversationRow(*row[:6]), nodes, target)
 
 
 class PgStartStore:
-    """The start in plain SQL on one AsyncConnection, inside its transaction. The table and
-    column names are the models' (ai_features/models.py); tests run every start on both
-    stores."""
+    """The start in plain SQL on one AsyncConnection in autocommit mode: a read and a
+    write, each one statement and atomic on its own, no transaction around them (BEGIN and
+    COMMIT would be two statements more, each ~0.1 ms of the loop's CPU and more under
+    load: bench/README.md). Nothing is locked: the write adds the turn only if the leaf is
+    still the one read, and the start reads again when it is not (persistence._aprepare).
+    The table and column names are the models' (ai_features/models.py); tests run every
+    start on both stores."""
 
     def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
         self.connection = connection
 
-    async def _afetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    async def _afetch_one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         cursor = await self.connection.execute(sql, params)
-        return await cursor.fetchall()
+        return await cursor.fetchone()
 
-    async def alock_conversation(
+    async def aread_conversation(
         self, user_id: int, *, conversation_id: uuid.UUID | None
-    ) -> ConversationRow | None:
-        if conversation_id is not None:
-            sql = f"{_SELECT_CONVERSATION} WHERE c.owner_id = %s AND c.id = %s FOR UPDATE"
-            rows = await self._afetch(sql, (user_id, conversation_id))
+    ) -> Found | None:
+        if conversation_id is None:
+            row = await self._afetch_one(_READ_LATEST_CONVERSATION, (user_id,))
         else:
-            sql = (
-                f"{_SELECT_CONVERSATION} WHERE c.owner_id = %s"
-                " ORDER BY c.updated_at DESC LIMIT 1 FOR UPDATE"
-            )
-            rows = await self._afetch(sql, (user_id,))
-        return ConversationRow(*rows[0]) if rows else None
+            row = await self._afetch_one(_READ_CONVERSATION, (user_id, conversation_id))
+        return _found(row) if row else None
+
+    async def aread_target(self, user_id: int, *, message_id: uuid.UUID) -> Found | None:
+        row = await self._afetch_one(_READ_TARGET, (message_id, user_id))
+        return _found(row, TargetRow(*row[11:])) if row else None
 
     async def acreate_conversation(
-        self, user_id: int, *, pk: uuid.UUID, now: datetime
-    ) -> ConversationRow:
+        self, user_id: int, *, pk: uuid.UUID, title: str, model: str, messages: list[NewMessage]
+    ) -> None:
+        now, leaf = messages[-1].created_at, messages[-1].pk
         await self.connection.execute(
-            "INSERT INTO ai_features_conversation (id, owner_id, title, title_is_custom, model,"
-            " instructions, created_at, updated_at) VALUES (%s, %s, '', false, '', '', %s, %s)",
-            (pk, user_id, now, now),
+            _CREATE_CONVERSATION + ", ".join([_MESSAGE_VALUES] * len(messages)),
+            [pk, user_id, title, model, now, now, leaf, *_message_params(messages)],
         )
-        return ConversationRow(pk, None, "", "", False, "")
 
-    async def alock_target(
-        self, user_id: int, *, message_id: uuid.UUID
-    ) -> tuple[TargetRow, ConversationRow] | None:
-        # One statement: the message and its conversation, the conversation row locked.
-        sql = (
-            "SELECT m.id, m.parent_id, m.role,"
-            " c.id, c.current_message_id, c.model, c.title, c.title_is_custom, c.instructions"
-            " FROM ai_features_conversation c"
-            " JOIN ai_features_message m ON m.conversation_id = c.id"
-            " WHERE m.id = %s AND c.owner_id = %s FOR UPDATE OF c"
-        )
-        rows = await self._afetch(sql, (message_id, user_id))
-        if not rows:
-            return None
-        row = rows[0]
-        return TargetRow(*row[:3]), ConversationRow(*row[3:])
-
-    async def anodes(self, conversation_id: uuid.UUID) -> list[Node]:
-        rows = await self._afetch(
-            "SELECT id, parent_id, role, status, content FROM ai_features_message"
-            " WHERE conversation_id = %s ORDER BY created_at, id",
-            (conversation_id,),
-        )
-        return [Node(*row) for row in rows]
-
-    async def ainsert_messages(self, messages: list[NewMessage]) -> None:
-        params: list[Any] = []
-        for m in messages:
-            params += (m.pk, m.conversation_id, m.parent_id, m.role, m.content, m.status,
-                       m.model, m.producer, m.heartbeat_at, m.created_at, m.created_at)  # fmt: skip
-        sql = _INSERT_MESSAGE_COLUMNS + ", ".join([_MESSAGE_VALUES] * len(messages))
-        await self.connection.execute(sql, params)
-
-    async def aupdate_conversation(
+    async def aadd_turn(
         self,
         conversation_id: uuid.UUID,
         *,
+        leaf_was: uuid.UUID | None,
         title: str,
         model: str,
-        current_message_id: uuid.UUID,
-        now: datetime,
-    ) -> None:
-        await self.connection.execute(
-            "UPDATE ai_features_conversation SET title = %s, model = %s,"
-            " current_message_id = %s, updated_at = %s WHERE id = %s",
-            (title, model, current_message_id, now, conversation_id),
+        messages: list[NewMessage],
+    ) -> bool:
+        cursor = await self.connection.execute(
+            _ADD_TURN + " UNION ALL ".join([_MESSAGE_ROW_IF_MOVED] * len(messages)),
+            [
+                title,
+                model,
+                model,
+                messages[-1].pk,
+                messages[-1].created_at,
+                conversation_id,
+                leaf_was,
+                *_message_params(messages),
+            ],  # fmt: skip
         )
+        return cursor.rowcount == len(messages)

@@ -88,8 +88,8 @@ class TestTheOrmStore:
         return sent
 
     def test_a_start_in_the_latest_conversation_sends_four_statements(self, alice: Any) -> None:
-        """Lock the conversation, read its messages, store question and answer (one
-        INSERT), move the leaf."""
+        """Lock the conversation, read its messages, move the leaf (only from the one
+        read), store question and answer (one INSERT)."""
         self.start(alice)
         prepared, sql = self.start(alice)
 
@@ -98,16 +98,16 @@ class TestTheOrmStore:
         assert Message.objects.filter(conversation_id=prepared.conversation_id).count() == 4
 
     def test_a_new_conversation_does_not_read_its_messages(self, alice: Any) -> None:
-        """Made in the same transaction, it has none: (look for the latest,) make it, store
-        the two messages, move the leaf."""
-        for fields, count in (({}, 4), ({"new_conversation": True}, 3)):
+        """Made with its leaf named at once (foreign keys are checked at commit): (look for
+        the latest,) make it, store the two messages."""
+        for fields, count in (({}, 3), ({"new_conversation": True}, 2)):
             _, sql = self.start(alice, **fields)
             assert len(sql) == count, (fields, sql)
             assert not any(s.startswith("SELECT") and "ai_features_message" in s for s in sql)
 
     def test_a_regeneration_reads_its_conversation_once(self, alice: Any) -> None:
-        """The answer with its conversation locked (one statement), the tree, the new
-        answer, the leaf."""
+        """The answer with its conversation locked (one statement), the tree, the leaf, the
+        new answer."""
         first, _ = self.start(alice)
         _, sql = self.start(alice, message="", regenerate_message_id=first.assistant_message_id)
 
@@ -127,8 +127,8 @@ class TestTheOrmStore:
 
 @pytest.mark.postgres_only
 class TestTheLoopStore(TestTheOrmStore):
-    """The stream service's own path on PostgreSQL: the same counts on the loop's
-    connections (chat/pg.py), a start's statements all inside its transaction."""
+    """The stream service's own path on PostgreSQL (chat/pg.py): a read and a write, each
+    one statement in autocommit, no transaction around them."""
 
     def start(self, user: Any, **fields: Any) -> tuple[persistence.PreparedChat, list[str]]:
         chat = ChatRequest(**{"message": "Hello?", **fields})
@@ -136,7 +136,7 @@ class TestTheLoopStore(TestTheOrmStore):
             prepared = call(
                 persistence.aprepare_chat, user.pk, request=chat, model_for=lambda m: "m"
             )
-        assert sent and all(in_transaction for _, in_transaction in sent), sent
+        assert sent and not any(in_transaction for _, in_transaction in sent), sent
         return prepared, [sql for sql, _ in sent]
 
     def end(self, message_id: str) -> list[tuple[str, bool]]:
@@ -144,6 +144,32 @@ class TestTheLoopStore(TestTheOrmStore):
             ending = call(persistence.afinish_message, message_id, content="Hi", status="complete")
         assert ending is None
         return [(sql.split()[0], in_transaction) for sql, in_transaction in sent]
+
+    def test_a_start_in_the_latest_conversation_sends_four_statements(self, alice: Any) -> None:
+        """The conversation with its messages (one SELECT), then the leaf moved and the
+        question and answer stored (one statement: WITH … UPDATE … INSERT)."""
+        self.start(alice)
+        prepared, sql = self.start(alice)
+
+        assert [s.split()[0] for s in sql] == ["SELECT", "WITH"], sql
+        assert Message.objects.filter(conversation_id=prepared.conversation_id).count() == 4
+
+    def test_a_new_conversation_does_not_read_its_messages(self, alice: Any) -> None:
+        """(Look for the latest,) then make it with its two messages in one statement."""
+        for fields, first_words in (
+            ({}, ["SELECT", "WITH"]),
+            ({"new_conversation": True}, ["WITH"]),
+        ):
+            prepared, sql = self.start(alice, **fields)
+            assert [s.split()[0] for s in sql] == first_words, (fields, sql)
+            assert Message.objects.filter(conversation_id=prepared.conversation_id).count() == 2
+
+    def test_a_regeneration_reads_its_conversation_once(self, alice: Any) -> None:
+        """The answer, its conversation and that one's messages in one SELECT; the write."""
+        first, _ = self.start(alice)
+        _, sql = self.start(alice, message="", regenerate_message_id=first.assistant_message_id)
+
+        assert [s.split()[0] for s in sql] == ["SELECT", "WITH"], sql
 
 
 def test_authentication_reads_the_session_and_the_user(alice: Any) -> None:
