@@ -56,13 +56,14 @@ def _csrf_protected_view(request: ASGIRequest) -> HttpResponse:  # pragma: no co
 _user_for_session_in_thread = db_task(get_user_for_session)
 
 
-async def _user_for_session(session_key: str | None):
+async def _user_for_session(session_key: str | None, claimed_user_id: str | None = None):
     """The session's user (AnonymousUser when none): confirmed on the event loop's
     PostgreSQL connections in the common case (session_on_loop.py), else by Django's own
-    get_user on a database thread."""
+    get_user on a database thread. `claimed_user_id`: the user a token names, read on the
+    loop together with the session."""
     pool = pg.current_pool()
     if pool is not None:
-        user = await auser_for_session(session_key, pool)
+        user = await auser_for_session(session_key, pool, claimed_user_id=claimed_user_id)
         if user is not None:
             return user
     return await _user_for_session_in_thread(session_key)
@@ -74,7 +75,7 @@ async def _user_for_token(token: str):
     if claims is None:
         return None
     session_key, user_id = claims
-    return token_user(await _user_for_session(session_key), user_id)
+    return token_user(await _user_for_session(session_key, user_id), user_id)
 
 
 async def aauthenticate_stream(scope: MutableMapping[str, Any], *, allow_query_token: bool = False):

@@ -4,9 +4,12 @@ On SQLite there is no pool, and the same call runs on the database threads."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
+import psycopg
 from asgiref.sync import async_to_sync
 
 from ai_features.chat import pg
@@ -23,3 +26,18 @@ def call(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             pg.close_pool()
 
     return async_to_sync(aon_a_loop_with_its_pool)()
+
+
+@contextmanager
+def loop_statements() -> Iterator[list[tuple[str, bool]]]:
+    """What the event loop's connections execute: (SQL, inside a transaction)."""
+    sent: list[tuple[str, bool]] = []
+    execute = psycopg.AsyncConnection.execute
+
+    async def record(self: psycopg.AsyncConnection[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        idle = self.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        sent.append((str(query), not idle))
+        return await execute(self, query, *args, **kw)
+
+    with mock.patch.object(psycopg.AsyncConnection, "execute", record):
+        yield sent

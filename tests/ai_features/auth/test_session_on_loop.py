@@ -18,7 +18,7 @@ from ai_features.auth import session_on_loop, stream_auth
 from ai_features.auth.session_on_loop import auser_for_session
 from ai_features.auth.tokens import mint_stream_token, verify_stream_token
 from ai_features.chat import pg
-from tests.support.loop_db import call
+from tests.support.loop_db import call, loop_statements
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -84,6 +84,54 @@ def test_a_token_is_verified_on_the_loop_like_on_the_threads() -> None:
     client.logout()
     assert call(stream_auth._user_for_token, token) is None
     assert verify_stream_token(token) is None
+
+
+def test_a_token_reads_its_session_and_its_user_in_one_statement() -> None:
+    user, _client, session_key = logged_in()
+    token = mint_stream_token(session_key, user.pk)
+
+    for _ in range(2):  # compiled the first time, reused the second
+        with loop_statements() as sent:
+            assert call(stream_auth._user_for_token, token).pk == user.pk
+        assert len(sent) == 1 and "django_session" in sent[0][0], sent
+
+
+def test_a_token_naming_another_user_than_its_session_is_left_to_django() -> None:
+    """The loop confirms only the session's own user; Django's answer (the session's user)
+    then does not match the token's claim either."""
+    _alice, _client, session_key = logged_in("alice")
+    bob, _other, _key = logged_in("bob")
+
+    async def aclaimed(claimed: str) -> Any:
+        pool = pg.current_pool()
+        assert pool is not None
+        return await auser_for_session(session_key, pool, claimed_user_id=claimed)
+
+    assert call(aclaimed, str(bob.pk)) is None
+    assert call(aclaimed, "not-a-number") is None
+    assert call(stream_auth._user_for_token, mint_stream_token(session_key, bob.pk)) is None
+
+
+def test_a_token_whose_user_was_deleted_is_refused() -> None:
+    user, _client, session_key = logged_in()
+    token = mint_stream_token(session_key, user.pk)
+    User.objects.filter(pk=user.pk).delete()
+
+    assert call(stream_auth._user_for_token, token) is None
+
+
+def test_each_token_is_confirmed_as_its_own_user() -> None:
+    """The one statement of session and user is compiled once and run with each token's
+    own values: the loop itself confirms each (no fallback to Django's threads)."""
+    sessions = [logged_in(name) for name in ("alice", "bob", "carol")]
+
+    async def aconfirmed_as(session_key: str, claimed: str) -> Any:
+        pool = pg.current_pool()
+        assert pool is not None
+        return await auser_for_session(session_key, pool, claimed_user_id=claimed)
+
+    for user, _client, session_key in [*sessions, *reversed(sessions)]:
+        assert call(aconfirmed_as, session_key, str(user.pk)).pk == user.pk
 
 
 def test_a_logged_out_session_is_refused() -> None:

@@ -9,12 +9,8 @@ asked to execute (PostgreSQL). BEGIN and COMMIT are left out (how each logs them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-from unittest import mock
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
@@ -24,7 +20,7 @@ from ai_features.auth.tokens import get_user_for_session, mint_stream_token, ver
 from ai_features.chat import persistence
 from ai_features.chat.requests import ChatRequest
 from ai_features.models import Message
-from tests.support.loop_db import call
+from tests.support.loop_db import call, loop_statements
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("unit_database")]
 
@@ -38,21 +34,6 @@ def statements(unit: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
 def without_transaction(sql: list[str]) -> list[str]:
     """The statements between BEGIN (SQLite: BEGIN IMMEDIATE) and COMMIT."""
     return [s for s in sql if s not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT")]
-
-
-@contextmanager
-def loop_statements() -> Iterator[list[tuple[str, bool]]]:
-    """What the event loop's connections execute: (SQL, inside a transaction)."""
-    sent: list[tuple[str, bool]] = []
-    execute = psycopg.AsyncConnection.execute
-
-    async def record(self: psycopg.AsyncConnection[Any], query: Any, *args: Any, **kw: Any) -> Any:
-        idle = self.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        sent.append((str(query), not idle))
-        return await execute(self, query, *args, **kw)
-
-    with mock.patch.object(psycopg.AsyncConnection, "execute", record):
-        yield sent
 
 
 ENDING = {
