@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .. import metrics
 from ..auth.stream_auth import aauthenticate_stream
@@ -70,7 +72,6 @@ def chat_service(request: Request) -> ChatService:
     return request.app.state.chat
 
 
-@router.post("/api/ai/chat/stream/")
 @endpoint.refusals_as(endpoint.sse_refusal, render)
 async def astream_chat(request: Request) -> Response:
     # Who, from the headers, before the body is read: an unauthenticated client never
@@ -84,7 +85,6 @@ async def astream_chat(request: Request) -> Response:
     )
 
 
-@router.get("/api/ai/chat/stream/{message_id}/")
 @endpoint.refusals_as(endpoint.sse_refusal, render)
 async def aresume_chat(request: Request, message_id: str) -> Response:
     after_id = last_event_id_from(
@@ -97,12 +97,34 @@ async def aresume_chat(request: Request, message_id: str) -> Response:
     return sse_response(await resume)
 
 
-@router.post("/api/ai/chat/stream/{message_id}/stop/")
 @endpoint.refusals_as(endpoint.json_refusal, render)
 async def astop_chat(request: Request, message_id: str) -> Response:
     user = await aauthenticate_stream(request.scope)
     stop = endpoint.astop_stream(chat_service(request), user_id=user.pk, message_id=message_id)
     return render(await stop)
+
+
+class _AsgiHandler:
+    """A stream handler as a plain ASGI app, routed by a Starlette `Route`: the stream
+    paths skip FastAPI's per-request machinery (dependency solving, its request and
+    exception wrappers, one more wrapper around every `send` of every token), which they do
+    not use: each handler parses, authorises and renders its own answers, refusals
+    included (`refusals_as`)."""
+
+    def __init__(self, handler: Callable[..., Awaitable[Response]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await self.handler(request, **request.path_params)
+        await response(scope, receive, send)
+
+
+router.routes += [
+    Route("/api/ai/chat/stream/", _AsgiHandler(astream_chat), methods=["POST"]),
+    Route("/api/ai/chat/stream/{message_id}/", _AsgiHandler(aresume_chat), methods=["GET"]),
+    Route("/api/ai/chat/stream/{message_id}/stop/", _AsgiHandler(astop_chat), methods=["POST"]),
+]
 
 
 @router.get("/")
