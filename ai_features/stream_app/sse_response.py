@@ -95,17 +95,10 @@ class EventStreamResponse(Response):
             )
             encode = sse.StreamEncoder()
             async for item in self.events:
-                # The final event ends the body in the same write (one syscall less).
-                final = isinstance(item, ChatEvent) and item.is_final
                 sending_since = loop.time()
-                await send(
-                    {"type": "http.response.body", "body": encode(item), "more_body": not final}
-                )
+                await send({"type": "http.response.body", "body": encode(item), "more_body": True})
                 sending_since = None
-                if final:
-                    break
-            else:  # a source that ended without a final event (the core always sends one)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             # Ours (a disconnect or a stalled reader) ends the response quietly; any other
             # cancellation (the server shutting down) goes on up.
