@@ -288,8 +288,7 @@ REDIS_URL: str = env.str("REDIS_URL", default="")
 STREAM_DB_THREADS: int = env.int("STREAM_DB_THREADS", default=4)
 # On PostgreSQL, run a stream's own statements (authentication of a valid session, start,
 # partial saves, ending) on the event loop's connections instead of the database threads.
-# Off: everything on the threads (for a connection pooler that refuses psycopg's pipeline
-# mode, say).
+# Off: everything on the threads (costs CPU and latency under load).
 STREAM_DB_ON_LOOP: bool = env.bool("STREAM_DB_ON_LOOP", default=True)
 # How long (ms) a thread of the stream process may hold the GIL while another waits for it
 # (sys.setswitchinterval; Python's own default is 5). A database thread whose query has

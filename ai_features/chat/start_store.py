@@ -149,7 +149,7 @@ class OrmStartStore:
         row = rows.values_list(*_CONVERSATION_FIELDS).first()
         if row is None:
             return None
-        return Found(ConversationRow(*row), self._nodes(row[0]))
+        return Found(ConversationRow(*row), self.nodes(row[0]))
 
     async def aread_target(self, user_id: int, *, message_id: uuid.UUID) -> Found | None:
         # One statement: the conversation row locked, with the message's fields.
@@ -162,16 +162,13 @@ class OrmStartStore:
         if found is None:
             return None
         return Found(
-            ConversationRow(*found[:6]), self._nodes(found[0]), TargetRow(message_id, *found[6:])
+            ConversationRow(*found[:6]), self.nodes(found[0]), TargetRow(message_id, *found[6:])
         )
 
-    def _nodes(self, conversation_id: uuid.UUID) -> list[Node]:
+    def nodes(self, conversation_id: uuid.UUID) -> list[Node]:
+        """The conversation's messages, oldest first."""
         rows = Message.objects.filter(conversation_id=conversation_id).order_by("created_at", "pk")
         return [Node(*row) for row in rows.values_list(*_NODE_FIELDS)]
-
-    async def anodes(self, conversation_id: uuid.UUID) -> list[Node]:
-        """The conversation's messages, oldest first (the version tree's tests read them)."""
-        return self._nodes(conversation_id)
 
     async def acreate_conversation(
         self, user_id: int, *, pk: uuid.UUID, title: str, model: str, messages: list[NewMessage]

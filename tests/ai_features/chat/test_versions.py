@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from ai_features.chat import versions
 from ai_features.chat.errors import NotFound
-from ai_features.chat.start_store import OrmStartStore, drive
+from ai_features.chat.start_store import OrmStartStore
 from ai_features.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +105,7 @@ def test_a_tree_of_rows_has_the_shape_of_the_tree_of_messages(tree: dict) -> Non
     and leaf as Tree.load, as plain rows with the fields the model's context needs."""
     conversation = tree["conversation"]
     messages = versions.Tree.load(conversation)
-    rows = versions.Tree.of(drive(OrmStartStore().anodes(conversation.pk)))
+    rows = versions.Tree.of(OrmStartStore().nodes(conversation.pk))
 
     assert list(rows.by_id) == list(messages.by_id)
     assert {k: [n.pk for n in v] for k, v in rows.children.items()} == {
